@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine (see README):
+#   make demo  - runtime venv (no torch), runs the main job on the embedded default
+#   make test  - test venv, ruff, then the whole test suite
+PY ?= python3
+RUN_VENV := .venv-run
+TEST_VENV := .venv-test
+PIP_FLAGS := -q -c constraints.txt
+
+.PHONY: demo test lint bench-data clean
+
+$(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
+	$(PY) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e .
+	touch $@
+
+$(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt
+	$(PY) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[test,dicom,data]'
+	touch $@
+
+demo: $(RUN_VENV)/.installed
+	$(RUN_VENV)/bin/python tools/demo.py
+
+test: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check .
+	$(TEST_VENV)/bin/python -m pytest -q
+
+lint: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check .
+
+bench-data: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python tools/bench_phantoms.py
+
+clean:
+	rm -rf $(RUN_VENV) $(TEST_VENV)

@@ -1,0 +1,3 @@
+from edgeret.cli import main
+
+raise SystemExit(main())

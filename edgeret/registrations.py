@@ -1,0 +1,143 @@
+"""Typed registration objects that plugins return from their hooks.
+
+Plugins describe themselves with these dataclasses, never loose dicts, so a
+typo is an error at registration time rather than a silent miss at run time.
+Nothing here imports torch: the build-host parts (model factories) are plain
+callables that import torch only when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+MODALITIES = ("fundus", "oct", "any")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output, described well enough to feed it without code.
+
+    Follows the spirit of MONAI's `network_data_format`.
+    """
+
+    name: str
+    shape: tuple[int | str, ...]  # e.g. (1, 3, 512, 512); strings are dynamic axes
+    dtype: str = "float32"
+    value_range: tuple[float, float] | None = (0.0, 1.0)
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "value_range": list(self.value_range) if self.value_range else None,
+            "description": self.description,
+        }
+
+
+class Preprocess(Protocol):
+    def __call__(self, image: np.ndarray, spec: TaskPlugin) -> dict[str, np.ndarray]: ...
+
+
+class Postprocess(Protocol):
+    def __call__(self, outputs: Mapping[str, np.ndarray], spec: TaskPlugin) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TaskPlugin:
+    """A task: what it reads, how to prepare it, how to read the model's answer.
+
+    `preprocess` and `postprocess` are pure numpy functions shared by torch
+    training, export calibration and every runtime backend.
+    """
+
+    name: str
+    modality: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preprocess: Preprocess
+    postprocess: Postprocess
+    labels: tuple[str, ...] = ()
+    # Image kind the task reads from disk: "color", "gray" or None for either.
+    image_kind: str | None = None
+    # Runtime artifact shipped with the plugin (ONNX), run without torch.
+    default_model: Path | None = None
+    # Build host only: returns a torch.nn.Module; imports torch when called.
+    model_factory: Callable[[], Any] | None = None
+    default_weights: Path | None = None
+    # name -> metric(y_true, y_pred) -> float, used by eval and the export gate.
+    metrics: Mapping[str, Callable[..., float]] = field(default_factory=dict)
+    # (n, seed) -> iterable of raw images for INT8 calibration.
+    calibration: Callable[[int, int], Iterable[np.ndarray]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"task {self.name!r}: modality must be one of {MODALITIES}")
+        if not self.inputs or not self.outputs:
+            raise ValueError(f"task {self.name!r}: declare at least one input and one output")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and if not, why (shown to the user)."""
+
+    ok: bool
+    reason: str = ""
+    devices: tuple[str, ...] = ()
+
+
+class Runner(Protocol):
+    """A loaded model: numpy in, numpy out. Backends return one of these."""
+
+    input_names: Sequence[str]
+    output_names: Sequence[str]
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class BackendPlugin:
+    """An inference runtime. Runtime only: must not import torch."""
+
+    name: str
+    formats: tuple[str, ...]  # artifact formats it loads, e.g. ("onnx",)
+    description: str
+    available: Callable[[], Availability]
+    load: Callable[..., Runner]  # load(path, device="CPU", threads=None) -> Runner
+
+
+@dataclass(frozen=True)
+class ExporterPlugin:
+    """A build-time converter: torch model -> artifact in one format."""
+
+    name: str
+    format: str
+    precisions: tuple[str, ...]
+    description: str
+    # export(model, example_inputs, out_path, precision, calibration=None) -> Path
+    export: Callable[..., Path]
+
+
+@dataclass(frozen=True)
+class DeviceProfileSource:
+    """Where device profiles come from: a YAML file or a folder of them."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A CLI subcommand: `configure(parser)` adds arguments, `run(args)` returns the exit code."""
+
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any], int]
