@@ -89,7 +89,8 @@ class Host:
         self.failures: list[LoadFailure] = []
         for name in self.disabled:
             self.pm.set_blocked(name)
-        if trace if trace is not None else bool(os.environ.get(ENV_TRACE)):
+        self.tracing = trace if trace is not None else bool(os.environ.get(ENV_TRACE))
+        if self.tracing:
             self.pm.trace.root.setwriter(sys.stderr.write)
             self.pm.enable_tracing()
         if load_entry_points:
@@ -161,6 +162,9 @@ class Host:
                 dist = info.distribution if info else "(unknown)"
                 self.failures.append(LoadFailure(impl.plugin_name, dist, _describe(exc)))
                 continue
+            if self.tracing:
+                keys = ", ".join(str(getattr(i, "name", getattr(i, "path", i))) for i in items)
+                sys.stderr.write(f"  {hook_name} <- plugin '{impl.plugin_name}': [{keys}]\n")
             for item in items:
                 if not isinstance(item, kind_type):
                     raise PluginError(

@@ -1,0 +1,56 @@
+"""A separately packaged plugin, pip-installed into this environment, just works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli, run_cli_json
+
+PLUGIN_DIR = ROOT / "tests" / "third_party_plugin"
+
+
+@pytest.fixture(scope="module")
+def installed_plugin():
+    pip = [sys.executable, "-m", "pip", "-q"]
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(PLUGIN_DIR)],
+                   check=True, capture_output=True, timeout=300)
+    yield
+    subprocess.run([*pip, "uninstall", "-y", "edgeret-example-plugin"], check=True,
+                   capture_output=True, timeout=300)
+
+
+def test_installed_plugin_is_listed_with_its_distribution(installed_plugin):
+    data = run_cli_json("plugins")
+    plugin = {p["name"]: p for p in data["plugins"]}["exposure"]
+    assert plugin["distribution"] == "edgeret-example-plugin"
+    assert plugin["version"] == "0.3.0"
+    assert plugin["registers"] == {"task": ["exposure-check"]}
+
+
+def test_installed_plugin_task_runs_on_onnxruntime(installed_plugin, tmp_path):
+    dark, bright = tmp_path / "dark.png", tmp_path / "bright.png"
+    cv2.imwrite(str(dark), np.full((90, 120, 3), 20, np.uint8))
+    gradient = np.tile(np.linspace(200, 255, 120, dtype=np.float32), (90, 1))
+    cv2.imwrite(str(bright), gradient.astype(np.uint8))
+    data = run_cli_json("run", "exposure-check", str(dark), str(bright))
+    assert data["backend"] == "onnxruntime"
+    by_image = {r["image"]: r for r in data["results"]}
+    assert by_image[str(dark)]["exposure"] == "under"
+    assert by_image[str(dark)]["mean_intensity"] == pytest.approx(20 / 255, abs=1e-4)
+    assert by_image[str(bright)]["exposure"] == "over"
+    assert by_image[str(bright)]["mean_intensity"] == pytest.approx(gradient.mean() / 255, abs=2e-3)
+
+
+def test_one_bad_image_does_not_hide_the_others(installed_plugin, tmp_path):
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    cv2.imwrite(str(good), np.full((64, 64), 128, np.uint8))
+    bad.write_bytes(b"not an image at all")
+    proc = run_cli("run", "exposure-check", str(good), str(bad), "--json")
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "Traceback" not in proc.stderr
+    assert '"exposure": "ok"' in proc.stdout
+

@@ -1,0 +1,37 @@
+"""The main job on the embedded default (x86-cpu, ONNX Runtime, no torch).
+
+Grows with the pipeline: today it lists plugins and device profiles, resolves
+the `jetson` alias, generates labelled fundus and OCT phantoms in the layout
+the training/eval readers take, and reads them back through the runtime's
+image I/O and preprocessing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from edgeret.cli import main as edgeret
+
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "out/demo")
+
+
+def step(title: str, *argv: str) -> None:
+    print(f"\n$ edgeret {' '.join(argv)}    # {title}", flush=True)
+    code = edgeret(list(argv))
+    if code != 0:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    step("installed plugins", "plugins")
+    step("device profiles and the backend each would use here", "devices")
+    step("resolve the jetson alias", "devices", "show", "jetson")
+    step("synthetic fundus phantoms with DR grade and quality labels",
+         "data", "synth", "--modality", "fundus", "--n", "24", "--seed", "1",
+         "--out", str(OUT / "fundus"))
+    step("synthetic OCT B-scans with quality sub-labels",
+         "data", "synth", "--modality", "oct", "--n", "12", "--seed", "1",
+         "--out", str(OUT / "oct"))
+    step("read them back as a dataset", "data", "check", str(OUT / "fundus"))
+    print(f"\ndemo finished: outputs under {OUT}/")
