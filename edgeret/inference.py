@@ -55,10 +55,15 @@ class TaskSession:
         return self.task.postprocess(outputs, self.task)
 
     def predict_file(self, path: str | Path) -> dict[str, Any]:
-        from edgeret.imageio import read_image
+        from edgeret.imageio import ARRAY, read_image
 
         image = read_image(path, expect=self.task.image_kind)
-        return self.predict(image)
+        try:
+            return self.predict(image)
+        except InputError as exc:  # name the file, not "<array>", in the one-line error
+            if exc.path != ARRAY:
+                raise
+            raise InputError(path, exc.problem) from None
 
 
 def _check_feeds(task: TaskPlugin, feeds: Mapping[str, np.ndarray]) -> None:

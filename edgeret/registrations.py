@@ -51,6 +51,32 @@ class Postprocess(Protocol):
 
 
 @dataclass(frozen=True)
+class TrainRequest:
+    """What `edgeret train TASK` asks of a task's `train` function."""
+
+    data_dir: Path
+    out_dir: Path
+    epochs: int | None = None  # None: the task's own default
+    batch_size: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    resume: bool = True
+    variant: str | None = None  # None: the task's default model
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `edgeret eval TASK` asks of a task's `evaluate` function."""
+
+    data_dir: Path
+    out_dir: Path  # where JSON, Markdown and PNG reports go
+    models_dir: Path | None = None  # None: the task's committed weights
+    backend: str = "torch"  # "torch" or "onnxruntime" (runs the exported default)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
 class TaskPlugin:
     """A task: what it reads, how to prepare it, how to read the model's answer.
 
@@ -77,6 +103,9 @@ class TaskPlugin:
     metrics: Mapping[str, Callable[..., float]] = field(default_factory=dict)
     # (n, seed) -> iterable of raw images for INT8 calibration.
     calibration: Callable[[int, int], Iterable[np.ndarray]] | None = None
+    # Build host only; both import torch when called, never at registration.
+    train: Callable[[TrainRequest], Path] | None = None
+    evaluate: Callable[[EvalRequest], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
