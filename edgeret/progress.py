@@ -28,7 +28,7 @@ class Progress:
         for count, item in enumerate(self.items, 1):
             yield item
             now = time.monotonic()
-            if self.enabled and (now - last > 0.5 or count == self.total):
+            if self.enabled and now - last > 0.5 and count != self.total:
                 self._draw(count, now - start)
                 last = now
         if self.enabled:

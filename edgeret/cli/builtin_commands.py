@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edgeret.cli import devices_cmd, plugins_cmd, run_cmd
+from edgeret.cli import data_cmd, devices_cmd, plugins_cmd, run_cmd, train_cmd
 from edgeret.hookspecs import hookimpl
 from edgeret.registrations import Subcommand
 
@@ -17,3 +17,9 @@ def edgeret_subcommands() -> Iterable[Subcommand]:
                      devices_cmd.configure, devices_cmd.run)
     yield Subcommand("run", "run a task on images on the default backend (no torch)",
                      run_cmd.configure, run_cmd.run)
+    yield Subcommand("data", "synthesize phantom datasets or check a dataset folder",
+                     data_cmd.configure, data_cmd.run)
+    yield Subcommand("train", "train a task's model on a dataset folder (needs the export extra)",
+                     train_cmd.configure_train, train_cmd.run_train)
+    yield Subcommand("eval", "evaluate a task on a held-out dataset; writes reports",
+                     train_cmd.configure_eval, train_cmd.run_eval)

@@ -1,0 +1,66 @@
+"""`edgeret train TASK` and `edgeret eval TASK` (build host: needs the export extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeret.errors import EdgeretError, InputError
+from edgeret.host import import_optional
+from edgeret.registrations import EvalRequest, TrainRequest
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (any known layout)")
+    parser.add_argument("--out", type=Path, required=True, help="where weights and checkpoints go")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument("--variant", help="train one variant only (see the task's recipe)")
+    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def configure_eval(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task")
+    parser.add_argument("--data", type=Path, required=True, help="held-out dataset folder")
+    parser.add_argument("--models", type=Path, help="trained weights folder (default: the task's)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks"), help="report folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _task_with(args: argparse.Namespace, attribute: str):
+    task = args.host.task(args.task)
+    if getattr(task, attribute) is None:
+        raise EdgeretError(f"task '{task.name}' does not support `{attribute}`")
+    if not args.data.exists():
+        raise InputError(args.data, "dataset folder does not exist")
+    import_optional("torch", "export")
+    return task
+
+
+def run_train(args: argparse.Namespace) -> int:
+    task = _task_with(args, "train")
+    if args.no_resume and (args.out / "checkpoints").exists():
+        import shutil
+
+        shutil.rmtree(args.out / "checkpoints")
+    out = task.train(TrainRequest(
+        data_dir=args.data, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
+        seed=args.seed, threads=args.threads, resume=not args.no_resume, variant=args.variant,
+        progress=not args.quiet,
+    ))
+    print(f"trained {task.name}; weights in {out}")
+    print(f"next: edgeret eval {task.name} --data HELD_OUT_DIR --models {out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    task = _task_with(args, "evaluate")
+    task.evaluate(EvalRequest(data_dir=args.data, out_dir=args.out, models_dir=args.models,
+                              backend=args.backend, progress=not args.quiet))
+    print(f"reports written under {args.out}/")
+    return 0

@@ -1,0 +1,69 @@
+"""quality-fundus: is this colour fundus photograph good, usable or poor?
+
+Runtime (no torch): `processing.py` + the shipped ONNX model in `weights/`.
+Build host: `model.py` (the network) and `recipe.py` (training with weighted
+softmax + center loss, and the paper's evaluation tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from edgeret.hookspecs import hookimpl
+from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+
+from .processing import INPUT_SIZE, LABELS, postprocess, preprocess
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _train(request: TrainRequest) -> Path:
+    from .recipe import train
+
+    return train(request)
+
+
+def _evaluate(request: EvalRequest) -> dict:
+    from .recipe import evaluate
+
+    return evaluate(request)
+
+
+def _model_factory():
+    from .model import build
+
+    return build()
+
+
+def _calibration(n: int, seed: int):
+    from edgeret.data.fundus import calibration_images
+
+    return calibration_images(n, seed, 512)
+
+
+def task_plugin() -> TaskPlugin:
+    return TaskPlugin(
+        name="quality-fundus",
+        modality="fundus",
+        description="Fundus image quality: good / usable / poor, and gradable or not",
+        inputs=(TensorSpec("image", ("batch", 3, INPUT_SIZE, INPUT_SIZE), "float32", (0.0, 1.0),
+                           "RGB, cropped to the field of view, black outside it"),),
+        outputs=(TensorSpec("quality_probs", ("batch", len(LABELS)), "float32", (0.0, 1.0),
+                            "softmax over good, usable, poor"),),
+        preprocess=preprocess,
+        postprocess=postprocess,
+        labels=LABELS,
+        image_kind="color",
+        default_model=WEIGHTS_DIR / "quality_fundus.onnx",
+        model_factory=_model_factory,
+        default_weights=WEIGHTS_DIR / "weighted-center.pt",
+        calibration=_calibration,
+        train=_train,
+        evaluate=_evaluate,
+    )
+
+
+@hookimpl
+def edgeret_tasks() -> Iterable[TaskPlugin]:
+    yield task_plugin()
