@@ -17,7 +17,7 @@ $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 $(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[test,dicom,data,export]'
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[test,dicom,data,export,openvino,litert]'
 	touch $@
 
 demo: $(RUN_VENV)/.installed
