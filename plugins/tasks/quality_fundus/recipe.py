@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeret import metrics
+from edgeret.errors import EdgeretError
 from edgeret.registrations import EvalRequest, TrainRequest
 from edgeret.reporting import confusion_png, markdown_table, write_report
 from edgeret.training.arrays import load_arrays
@@ -49,7 +50,10 @@ EPOCHS, BATCH = 14, 32
 
 
 def _labels_of(labels: dict[str, Any]) -> dict[str, int]:
-    return {"quality": quality_code(labels), "nonretinal": int(labels.get("nonretinal", 0))}
+    code = quality_code(labels)
+    if code < 0:
+        raise EdgeretError("quality-fundus needs quality labels (EyeQ quality or gradable 0/1)")
+    return {"quality": code, "nonretinal": int(labels.get("nonretinal", 0))}
 
 
 def _class_weights(targets: np.ndarray, beta: float) -> torch.Tensor:

@@ -1,0 +1,75 @@
+"""dr-grade: ICDR diabetic retinopathy grade 0-4, guided by image quality.
+
+Runtime (no torch): `processing.py` + the shipped ONNX model in `weights/`;
+a poor-quality capture returns "ungradable — retake" instead of a grade.
+Build host: `model.py` (shared trunk, DR and quality heads) and `recipe.py`
+(single- vs multi-task training; the paper's Table 4 and referable-DR figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from edgeret.hookspecs import hookimpl
+from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.task_inputs import QUALITY_LABELS
+
+from .processing import DR_LABELS, INPUT_SIZE, postprocess, preprocess
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def _train(request: TrainRequest) -> Path:
+    from .recipe import train
+
+    return train(request)
+
+
+def _evaluate(request: EvalRequest) -> dict:
+    from .recipe import evaluate
+
+    return evaluate(request)
+
+
+def _model_factory():
+    from .model import build
+
+    return build()
+
+
+def _calibration(n: int, seed: int):
+    from edgeret.data.fundus import calibration_images
+
+    return calibration_images(n, seed, 512)
+
+
+def task_plugin() -> TaskPlugin:
+    return TaskPlugin(
+        name="dr-grade",
+        modality="fundus",
+        description="Diabetic retinopathy grade (ICDR 0-4) guided by image quality",
+        inputs=(TensorSpec("image", ("batch", 3, INPUT_SIZE, INPUT_SIZE), "float32", (0.0, 1.0),
+                           "RGB, cropped to the field of view, black outside it"),),
+        outputs=(
+            TensorSpec("dr_probs", ("batch", len(DR_LABELS)), "float32", (0.0, 1.0),
+                       "softmax over ICDR grades 0-4"),
+            TensorSpec("quality_probs", ("batch", len(QUALITY_LABELS)), "float32", (0.0, 1.0),
+                       "softmax over good, usable, poor"),
+        ),
+        preprocess=preprocess,
+        postprocess=postprocess,
+        labels=DR_LABELS,
+        image_kind="color",
+        default_model=WEIGHTS_DIR / "dr_grade.onnx",
+        model_factory=_model_factory,
+        default_weights=WEIGHTS_DIR / "multi-task.pt",
+        calibration=_calibration,
+        train=_train,
+        evaluate=_evaluate,
+    )
+
+
+@hookimpl
+def edgeret_tasks() -> Iterable[TaskPlugin]:
+    yield task_plugin()
