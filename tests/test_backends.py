@@ -67,8 +67,9 @@ def test_unavailable_backend_reason_when_runtime_missing():
     from edgeret.devices import DeviceProfile
 
     profile = DeviceProfile(name="t", cpu_arch="arm64", accelerator="cuda-gpu",
-                            backends=("tensorrt", "onnxruntime"), precisions=("fp32",),
+                            backends=("warp-drive", "tensorrt", "onnxruntime"), precisions=("fp32",),
                             memory_budget_mb=100)
     resolution = resolve_backends(profile, Host().backends())
     assert resolution.chosen == "onnxruntime"
     assert resolution.steps[0].reason == "no backend plugin of this name is installed"
+    assert not resolution.steps[1].ok and "TensorRT" in resolution.steps[1].reason

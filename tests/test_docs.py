@@ -12,7 +12,8 @@ from edgeret import hookspecs, registrations
 GUIDE = (ROOT / "docs" / "plugins.md").read_text()
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("edgeret_"))
 TYPES = [registrations.TaskPlugin, registrations.BackendPlugin, registrations.ExporterPlugin,
-         registrations.DeviceProfileSource, registrations.Subcommand, registrations.TensorSpec]
+         registrations.DeviceProfileSource, registrations.Subcommand, registrations.TensorSpec,
+         registrations.TrainRequest, registrations.EvalRequest]
 
 
 def test_there_are_hooks():

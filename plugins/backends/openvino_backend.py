@@ -38,7 +38,12 @@ class OpenVinoRunner:
                 f"openvino device '{device}' is not available here; available: "
                 f"{', '.join(core.available_devices)}"
             )
-        config = {"INFERENCE_NUM_THREADS": threads or min(os.cpu_count() or 1, 4)} if device == "CPU" else {}
+        config: dict = {}
+        if device == "CPU":
+            # f32 unless the artifact itself is reduced precision: on CPUs with AVX512-BF16
+            # OpenVINO would otherwise silently compute an fp32 model in bf16.
+            config = {"INFERENCE_NUM_THREADS": threads or min(os.cpu_count() or 1, 4),
+                      "INFERENCE_PRECISION_HINT": "f32"}
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), device, config)
         except Exception as exc:  # openvino raises RuntimeError subclasses with long text

@@ -1,0 +1,547 @@
+"""TensorRT for Jetson: ONNX + build spec on the build host, engine built and cached on the device.
+
+A TensorRT engine is specific to the TensorRT version and the GPU it was built
+on, so the build host does not write one. It writes:
+
+* the ONNX: fp32 for ``fp32`` and ``fp16`` (TensorRT picks fp16 kernels itself
+  under ``BuilderFlag.FP16`` and keeps fp32 where a layer needs it, which works
+  better than feeding it a cast-laden fp16 ONNX), or an explicit-quantization
+  INT8 QDQ ONNX for ``int8`` (``onnx_int8`` with symmetric activations: TensorRT
+  only takes zero-point-0 Q/DQ);
+* a build spec ``<stem>.trt.json``: precision, the optimization (shape)
+  profile, input/output names, workspace, the ONNX's sha256.
+
+On the device, ``build_engine(onnx_path, cache_dir, precision, shape_profile)``
+(or ``build_from_spec(spec_path, cache_dir)``) parses the ONNX with the
+TensorRT Python API, sets ``BuilderFlag.FP16``/``INT8`` and one optimization
+profile, reports progress through ``IProgressMonitor`` (TensorRT >= 10) and
+caches the serialized engine as ``<key>.engine`` with a ``<key>.json`` sidecar
+where
+
+    key = sha256(model sha256, TensorRT version, GPU name + compute capability,
+                 precision, shape profile)
+
+``find_cached_engine`` returns a matching cached engine or None;
+``load_cached_engine`` is strict: given an engine (or a cache folder) built for
+another TensorRT, GPU, model, precision or profile it raises an EdgeretError
+naming each field that differs. Only torch (export side) is imported lazily;
+the device side needs tensorrt plus cuda-python or pycuda (for the GPU name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgeret.errors import EdgeretError
+from edgeret.hookspecs import hookimpl
+from edgeret.registrations import ExporterPlugin
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SPEC_SUFFIX = ".trt.json"
+SPEC_SCHEMA = 1
+DEFAULT_WORKSPACE_MB = 1024
+
+# ---------------------------------------------------------------------------
+# shape profiles and cache keys (pure python: tested without TensorRT)
+# ---------------------------------------------------------------------------
+
+
+def normalize_shape_profile(profile: Mapping[str, Any] | None) -> dict[str, dict[str, list[int]]]:
+    """Canonical form ``{input: {"min": [...], "opt": [...], "max": [...]}}``, inputs sorted.
+
+    Accepts per input a ``{"min","opt","max"}`` mapping, a ``(min, opt, max)``
+    triple of shapes, or one shape (static: min = opt = max). None is the
+    empty profile (all inputs static in the ONNX).
+    """
+    if profile is None:
+        return {}
+    if not isinstance(profile, Mapping):
+        raise EdgeretError(f"shape profile must map input names to shapes, got {type(profile).__name__}")
+    result: dict[str, dict[str, list[int]]] = {}
+    for name in sorted(profile):
+        spec = profile[name]
+        if isinstance(spec, Mapping):
+            missing = {"min", "opt", "max"} - set(spec)
+            if missing:
+                raise EdgeretError(f"shape profile '{name}': missing {sorted(missing)}")
+            shapes = [spec["min"], spec["opt"], spec["max"]]
+        elif isinstance(spec, Sequence) and spec and all(isinstance(s, Sequence) for s in spec):
+            if len(spec) != 3:
+                raise EdgeretError(f"shape profile '{name}': give (min, opt, max) shapes, got {len(spec)}")
+            shapes = list(spec)
+        elif isinstance(spec, Sequence):
+            shapes = [spec, spec, spec]
+        else:
+            raise EdgeretError(f"shape profile '{name}': not a shape: {spec!r}")
+        try:
+            mn, opt, mx = ([int(d) for d in s] for s in shapes)
+        except (TypeError, ValueError):
+            raise EdgeretError(f"shape profile '{name}': dimensions must be integers: {shapes!r}") from None
+        if not (len(mn) == len(opt) == len(mx)) or not mn:
+            raise EdgeretError(f"shape profile '{name}': min/opt/max need the same non-zero rank")
+        if any(d < 1 for d in mn) or any(not (a <= b <= c) for a, b, c in zip(mn, opt, mx, strict=True)):
+            raise EdgeretError(f"shape profile '{name}': need 1 <= min <= opt <= max per axis, "
+                               f"got min {mn}, opt {opt}, max {mx}")
+        result[str(name)] = {"min": mn, "opt": opt, "max": mx}
+    return result
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_FIELD_LABELS = {
+    "model_sha256": "model (ONNX sha256)",
+    "tensorrt_version": "TensorRT version",
+    "gpu_name": "GPU",
+    "compute_capability": "GPU compute capability",
+    "precision": "precision",
+    "shape_profile": "shape profile",
+}
+ENVIRONMENT_FIELDS = ("tensorrt_version", "gpu_name", "compute_capability")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineKey:
+    """Everything a serialized TensorRT engine depends on; `digest()` names the cache file."""
+
+    model_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.7" (Orin), "7.2" (Xavier), ...
+    precision: str
+    shape_profile: str  # canonical JSON of normalize_shape_profile(...)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EdgeretError(f"TensorRT precision must be one of {PRECISIONS}, not {self.precision!r}")
+
+    @classmethod
+    def create(cls, model_sha256: str, tensorrt_version: str, gpu_name: str, compute_capability: str,
+               precision: str, shape_profile: Mapping[str, Any] | None) -> EngineKey:
+        canonical = json.dumps(normalize_shape_profile(shape_profile), sort_keys=True, separators=(",", ":"))
+        return cls(str(model_sha256), str(tensorrt_version), str(gpu_name).strip(), str(compute_capability),
+                   precision, canonical)
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineKey:
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise EdgeretError(f"engine key is missing {missing}")
+        return cls(**{f: str(data[f]) for f in fields})
+
+    def digest(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def differences(self, other: EngineKey, fields: Sequence[str] | None = None) -> list[str]:
+        """Human-readable 'field: this vs other' for each differing field (self = the engine's)."""
+        out = []
+        for name in fields or [f.name for f in dataclasses.fields(self)]:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                if name == "model_sha256":
+                    mine, theirs = mine[:12], theirs[:12]
+                out.append(f"{_FIELD_LABELS[name]}: engine has {mine}, expected {theirs}")
+        return out
+
+
+def gpu_identity(device: int = 0) -> tuple[str, str]:
+    """(GPU name, compute capability "major.minor") via cuda-python, else pycuda."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6
+    except ImportError:
+        cudart = None
+    if cudart is not None:
+        err, props = cudart.cudaGetDeviceProperties(device)
+        if int(err) != 0:
+            raise EdgeretError(f"CUDA cannot query GPU {device} ({err})")
+        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+        return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
+    try:
+        import pycuda.driver as drv
+    except ImportError:
+        raise EdgeretError("neither cuda-python nor pycuda is installed: cannot identify the GPU "
+                           "(pip install 'edgeret[cuda]')") from None
+    try:
+        drv.init()
+        dev = drv.Device(device)
+        major, minor = dev.compute_capability()
+        return dev.name().strip(), f"{major}.{minor}"
+    except Exception as exc:
+        raise EdgeretError(f"CUDA cannot query GPU {device} ({exc})") from None
+
+
+def tensorrt_version() -> str:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise EdgeretError("the TensorRT Python bindings are not installed (JetPack: "
+                           "sudo apt install python3-libnvinfer; x86: pip install tensorrt)") from None
+    return str(trt.__version__)
+
+
+def engine_key(onnx_path: str | Path, precision: str, shape_profile: Mapping[str, Any] | None, *,
+               device: int = 0, trt_version: str | None = None,
+               gpu: tuple[str, str] | None = None) -> EngineKey:
+    """The key for building `onnx_path` here (TensorRT version and GPU queried unless given)."""
+    name, capability = gpu or gpu_identity(device)
+    return EngineKey.create(file_sha256(onnx_path), trt_version or tensorrt_version(), name, capability,
+                            precision, shape_profile)
+
+
+def _engine_files(cache_dir: Path, digest: str) -> tuple[Path, Path]:
+    return cache_dir / f"{digest}.engine", cache_dir / f"{digest}.json"
+
+
+def _read_sidecar(engine: Path) -> dict[str, Any]:
+    sidecar = engine.with_suffix(".json")
+    if not sidecar.is_file():
+        raise EdgeretError(f"{engine}: no sidecar {sidecar.name}: cannot tell what this engine was built "
+                           "for; rebuild it with build_engine")
+    try:
+        data = json.loads(sidecar.read_text())
+        return {"key": EngineKey.from_dict(data["key"]), "engine_sha256": data.get("engine_sha256")}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EdgeretError(f"{sidecar}: unreadable engine sidecar ({exc})") from None
+
+
+def _verify(engine: Path, expected: EngineKey, fields: Sequence[str] | None = None) -> None:
+    info = _read_sidecar(engine)
+    problems = info["key"].differences(expected, fields)
+    if problems:
+        raise EdgeretError(f"cached TensorRT engine {engine} does not match this model/device: "
+                           + "; ".join(problems) + ". Rebuild it (build_engine) on this device")
+    if info["engine_sha256"] and file_sha256(engine) != info["engine_sha256"]:
+        raise EdgeretError(f"cached TensorRT engine {engine} is corrupt (sha256 differs from its sidecar); "
+                           "delete it and rebuild")
+
+
+def find_cached_engine(cache_dir: str | Path, key: EngineKey) -> Path | None:
+    """The cached engine for `key`, or None on a miss. A damaged or inconsistent entry is an error."""
+    engine, sidecar = _engine_files(Path(cache_dir), key.digest())
+    if not engine.is_file() or not sidecar.is_file():
+        return None
+    _verify(engine, key)
+    return engine
+
+
+def load_cached_engine(location: str | Path, expected: EngineKey) -> Path:
+    """Strict lookup: the engine file (or the engine in cache folder `location`) built for `expected`.
+
+    Raises EdgeretError naming what differs when the engine was built for
+    another model, TensorRT version, GPU, precision or shape profile (for a
+    folder: compared with the cached engine of the same model, else any).
+    """
+    location = Path(location)
+    if location.is_dir():
+        found = find_cached_engine(location, expected)
+        if found is not None:
+            return found
+        candidates = []
+        for sidecar in sorted(location.glob("*.json")):
+            engine = sidecar.with_suffix(".engine")
+            if engine.is_file():
+                try:
+                    candidates.append((engine, _read_sidecar(engine)["key"]))
+                except EdgeretError:
+                    continue
+        if not candidates:
+            raise EdgeretError(f"no cached TensorRT engine in {location}; build one with build_engine")
+        candidates.sort(key=lambda item: (item[1].model_sha256 != expected.model_sha256,
+                                          len(item[1].differences(expected))))
+        engine, key = candidates[0]
+        raise EdgeretError(f"no cached TensorRT engine in {location} matches; closest is {engine.name}: "
+                           + "; ".join(key.differences(expected))
+                           + ". Rebuild it (build_engine) on this device")
+    if not location.is_file():
+        raise EdgeretError(f"{location}: TensorRT engine does not exist")
+    _verify(location, expected)
+    return location
+
+
+def check_engine_environment(engine: str | Path, *, trt_version: str | None = None,
+                             gpu: tuple[str, str] | None = None, device: int = 0) -> None:
+    """Refuse an engine whose sidecar says another TensorRT version or GPU (no sidecar: no check)."""
+    engine = Path(engine)
+    if not engine.with_suffix(".json").is_file():
+        return
+    info = _read_sidecar(engine)
+    name, capability = gpu or gpu_identity(device)
+    here = dataclasses.replace(info["key"], tensorrt_version=trt_version or tensorrt_version(),
+                               gpu_name=name, compute_capability=capability)
+    _verify(engine, here, ENVIRONMENT_FIELDS)
+
+
+# ---------------------------------------------------------------------------
+# on-device build (TensorRT Python API)
+# ---------------------------------------------------------------------------
+
+
+def _progress_monitor(trt: Any, report: Callable[[str], None]) -> Any:
+    """An IProgressMonitor printing phases and steps (TensorRT >= 10), else None."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.steps: dict[str, int] = {}
+            self.started = time.monotonic()
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self.steps[phase_name] = num_steps
+            indent = "  " if parent_phase else ""
+            report(f"{indent}[{time.monotonic() - self.started:6.1f}s] {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            total = self.steps.get(phase_name, 0)
+            if total >= 10 and (step + 1) % max(1, total // 10) == 0:
+                report(f"    {phase_name}: {step + 1}/{total}")
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            self.steps.pop(phase_name, None)
+
+    return Monitor()
+
+
+def _build_serialized(onnx_path: Path, precision: str, profile: dict[str, dict[str, list[int]]],
+                      workspace_mb: int, progress: bool | Callable[[str], None]) -> bytes:
+    import tensorrt as trt
+
+    report = progress if callable(progress) else (lambda line: print(line, file=sys.stderr, flush=True))
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = int(str(trt.__version__).split(".")[0])
+    flags = 0
+    if major < 10:  # explicit batch is the only mode (and the flag deprecated) from TensorRT 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgeretError(f"{onnx_path}: TensorRT cannot parse this ONNX ({errors})")
+
+    config = builder.create_builder_config()
+    workspace = int(workspace_mb) << 20
+    if hasattr(config, "set_memory_pool_limit"):
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    else:  # TensorRT < 8.4
+        config.max_workspace_size = workspace
+    if precision in ("fp16", "int8"):
+        if not getattr(builder, "platform_has_fast_fp16", True):
+            report("warning: this GPU has no fast fp16; TensorRT may keep fp32 kernels")
+        config.set_flag(trt.BuilderFlag.FP16)  # int8: fp16 for the layers left unquantized
+    if precision == "int8":
+        layer_types = {network.get_layer(i).type for i in range(network.num_layers)}
+        if trt.LayerType.QUANTIZE not in layer_types:
+            raise EdgeretError(f"{onnx_path}: int8 needs an explicitly quantized (QDQ) ONNX; this one has no "
+                               "QuantizeLinear. Export it with the tensorrt exporter at int8")
+        config.set_flag(trt.BuilderFlag.INT8)
+
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    unknown = sorted(set(profile) - {t.name for t in inputs})
+    if unknown:
+        raise EdgeretError(f"shape profile names inputs the model does not have: {unknown} "
+                           f"(inputs: {[t.name for t in inputs]})")
+    dynamic = [t.name for t in inputs if any(int(d) < 0 for d in t.shape)]
+    missing = [name for name in dynamic if name not in profile]
+    if missing:
+        raise EdgeretError(f"inputs {missing} have dynamic axes: give their min/opt/max in the shape profile")
+    if profile:
+        opt_profile = builder.create_optimization_profile()
+        for name, shapes in profile.items():
+            opt_profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
+        config.add_optimization_profile(opt_profile)
+    if progress:
+        monitor = _progress_monitor(trt, report)
+        if monitor is not None:
+            config.progress_monitor = monitor
+        else:
+            report(f"TensorRT {trt.__version__} has no IProgressMonitor; building (this can take minutes)...")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EdgeretError(f"{onnx_path}: TensorRT failed to build a {precision} engine (see the log above)")
+    return bytes(serialized)
+
+
+def build_engine(
+    onnx_path: str | Path,
+    cache_dir: str | Path,
+    precision: str,
+    shape_profile: Mapping[str, Any] | None = None,
+    progress: bool | Callable[[str], None] = True,
+    *,
+    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    device: int = 0,
+    rebuild: bool = False,
+) -> Path:
+    """Build (or reuse from `cache_dir`) the TensorRT engine for `onnx_path` on this device.
+
+    `progress` is True (phases to stderr), False, or a callable taking one line.
+    Returns the path of ``<cache_dir>/<key>.engine``.
+    """
+    onnx_path, cache_dir = Path(onnx_path), Path(cache_dir)
+    if not onnx_path.is_file():
+        raise EdgeretError(f"{onnx_path}: ONNX model does not exist")
+    profile = normalize_shape_profile(shape_profile)
+    key = engine_key(onnx_path, precision, profile, device=device)
+    if not rebuild:
+        cached = find_cached_engine(cache_dir, key)
+        if cached is not None:
+            return cached
+    started = time.monotonic()
+    serialized = _build_serialized(onnx_path, precision, profile, workspace_mb, progress)
+    return store_engine(cache_dir, key, serialized, onnx=str(onnx_path), workspace_mb=workspace_mb,
+                        build_seconds=round(time.monotonic() - started, 1))
+
+
+def store_engine(cache_dir: str | Path, key: EngineKey, serialized: bytes, **details: Any) -> Path:
+    """Write ``<key>.engine`` atomically and its ``<key>.json`` sidecar (key, engine sha256, details)."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    engine, sidecar = _engine_files(cache_dir, key.digest())
+    tmp = engine.with_suffix(f".engine.tmp{os.getpid()}")
+    tmp.write_bytes(serialized)
+    tmp.replace(engine)
+    sidecar.write_text(json.dumps({
+        "key": key.to_dict(), "digest": key.digest(), "engine_sha256": file_sha256(engine), **details,
+    }, indent=2))
+    return engine
+
+
+def build_spec_path(onnx_path: str | Path) -> Path:
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.stem + SPEC_SUFFIX)
+
+
+def read_build_spec(spec_path: str | Path) -> dict[str, Any]:
+    spec_path = Path(spec_path)
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeretError(f"{spec_path}: unreadable TensorRT build spec ({exc})") from None
+    if spec.get("schema") != SPEC_SCHEMA or spec.get("precision") not in PRECISIONS:
+        raise EdgeretError(f"{spec_path}: not an edgeret TensorRT build spec (schema {SPEC_SCHEMA})")
+    return spec
+
+
+def build_from_spec(spec_path: str | Path, cache_dir: str | Path,
+                    progress: bool | Callable[[str], None] = True, **options: Any) -> Path:
+    """Build the engine described by an exporter-written spec; checks the ONNX is the exported one."""
+    spec_path = Path(spec_path)
+    spec = read_build_spec(spec_path)
+    onnx_path = spec_path.parent / spec["onnx"]
+    if file_sha256(onnx_path) != spec["onnx_sha256"]:
+        raise EdgeretError(f"{onnx_path}: sha256 differs from the build spec {spec_path.name}; re-export")
+    options.setdefault("workspace_mb", spec.get("workspace_mb", DEFAULT_WORKSPACE_MB))
+    return build_engine(onnx_path, cache_dir, spec["precision"], spec["shape_profile"], progress, **options)
+
+
+# ---------------------------------------------------------------------------
+# build-host side: the exporter
+# ---------------------------------------------------------------------------
+
+
+def export_tensorrt(
+    model: Any,
+    example_inputs: tuple,
+    out_path: str | Path,
+    precision: str = "fp16",
+    calibration: Any = None,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    metadata: Mapping[str, str] | None = None,
+    dynamic_batch: bool = True,
+    max_batch: int | None = None,
+    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    **int8_options: Any,
+) -> Path:
+    """Write the ONNX for TensorRT (at `out_path`, suffix .onnx) and its build spec; returns the ONNX path.
+
+    Shape profile: per input, min batch 1, opt = the example batch, max =
+    `max_batch` (default: the example batch); other axes as in the examples.
+    """
+    from edgeret_exporters.onnx_exporter import export_onnx
+
+    if precision not in PRECISIONS:
+        raise EdgeretError(f"TensorRT precision must be one of {PRECISIONS}, not {precision!r}")
+    onnx_path = Path(out_path)
+    if onnx_path.suffix != ".onnx":
+        onnx_path = onnx_path.with_suffix(".onnx")
+    samples = None
+    if precision == "int8":
+        from edgeret_exporters.onnx_int8 import calibration_samples
+
+        samples = calibration_samples(calibration, input_names, exporter="tensorrt int8")
+    info = {**(metadata or {}), "edgeret.target": "tensorrt", "edgeret.tensorrt_precision": precision}
+    if precision == "int8":
+        import tempfile
+
+        from edgeret_exporters.onnx_int8 import quantize_onnx_int8
+
+        with tempfile.TemporaryDirectory(prefix="edgeret-trt-") as tmp:
+            fp32 = export_onnx(model, example_inputs, Path(tmp) / "fp32.onnx", input_names=input_names,
+                               output_names=output_names, metadata=info, dynamic_batch=dynamic_batch)
+            int8_options.setdefault("symmetric_activations", True)
+            int8_options.setdefault("per_channel", True)
+            symmetric = int8_options["symmetric_activations"]
+            if int8_options.get("activation_type", "int8") != "int8" or not symmetric:
+                raise EdgeretError("TensorRT explicit quantization needs symmetric int8 activations")
+            quantize_onnx_int8(fp32, onnx_path, samples, **int8_options)
+    else:
+        if int8_options:
+            raise EdgeretError(f"options {sorted(int8_options)} only apply to int8")
+        export_onnx(model, example_inputs, onnx_path, input_names=input_names, output_names=output_names,
+                    metadata={**info, "edgeret.precision": "fp32"}, dynamic_batch=dynamic_batch)
+
+    profile: dict[str, Any] = {}
+    for name, example in zip(input_names, example_inputs, strict=True):
+        shape = [int(d) for d in example.shape]
+        if dynamic_batch and shape:
+            top = max(shape[0], int(max_batch or shape[0]))
+            profile[name] = {"min": [1, *shape[1:]], "opt": shape, "max": [top, *shape[1:]]}
+        else:
+            profile[name] = shape
+    spec = {
+        "schema": SPEC_SCHEMA, "onnx": onnx_path.name, "onnx_sha256": file_sha256(onnx_path),
+        "precision": precision, "shape_profile": normalize_shape_profile(profile),
+        "input_names": list(input_names), "output_names": list(output_names),
+        "workspace_mb": workspace_mb,
+        "build": "on the device: edgeret_exporters.tensorrt.build_from_spec(spec, cache_dir)",
+    }
+    build_spec_path(onnx_path).write_text(json.dumps(spec, indent=2))
+    return onnx_path
+
+
+@hookimpl
+def edgeret_exporters() -> Iterable[ExporterPlugin]:
+    yield ExporterPlugin(
+        name="tensorrt",
+        format="tensorrt",
+        precisions=PRECISIONS,
+        description="ONNX (fp32, or INT8 QDQ) + build spec; the engine is built and cached on the Jetson",
+        export=export_tensorrt,
+    )
