@@ -145,6 +145,8 @@ def nonretinal_capture(rng: np.random.Generator, size: int) -> tuple[np.ndarray,
                           tuple(float(c) for c in rng.uniform(0, 1, 3)), -1)
         lamp = tuple(int(v) for v in rng.integers(0, size, 2))
         cv2.circle(img, lamp, int(size // 12), (1.0, 0.95, 0.8), -1)
-        cv2.putText(img, "EXIT", (int(size * 0.1), int(size * 0.9)), cv2.FONT_HERSHEY_SIMPLEX,
-                    size / 300, (0.9, 0.1, 0.1), 2)
+        sign = np.ascontiguousarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        cv2.putText(sign, "EXIT", (int(size * 0.1), int(size * 0.9)), cv2.FONT_HERSHEY_SIMPLEX,
+                    size / 300, (230, 25, 25), 2)  # OpenCV 5 draws text on 8-bit images only
+        img = sign.astype(np.float32) / 255
     return np.clip(img, 0, 1), kind
