@@ -8,6 +8,7 @@ image I/O and preprocessing.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def step(title: str, *argv: str) -> None:
 
 
 if __name__ == "__main__":
+    shutil.rmtree(OUT, ignore_errors=True)  # the demo's own outputs from a previous run
     step("installed plugins", "plugins")
     step("device profiles and the backend each would use here", "devices")
     step("resolve the jetson alias", "devices", "show", "jetson")
