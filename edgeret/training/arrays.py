@@ -25,6 +25,9 @@ def _cache_key(data_dir: Path, task: TaskPlugin, extra: str) -> str:
     digest = hashlib.sha256()
     for csv_file in sorted(data_dir.glob("*.csv")):
         digest.update(csv_file.read_bytes())
+    # class-folder datasets have no CSV: the file list (names and sizes) identifies them
+    for path in sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".npz"):
+        digest.update(f"{path.relative_to(data_dir)}:{path.stat().st_size}".encode())
     digest.update(f"{task.name}|{task.inputs[0].shape}|{extra}".encode())
     return digest.hexdigest()[:16]
 

@@ -94,7 +94,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(index)
+            total += loss.item() * len(index)
             count += len(index)
             bar.postfix = f"loss {total / count:.4f}"
         scheduler.step()
