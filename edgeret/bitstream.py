@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeret.atomic import write_bytes_atomic
 from edgeret.errors import EdgeretError, InputError
 
 MAGIC = b"\x89ERT\r\n\x1a\n"
@@ -357,25 +356,7 @@ def write_ert(path: str | Path, header: Header, payloads: Sequence[bytes]) -> Pa
     """Write a stream atomically: temp file in the target folder, fsync, os.replace."""
     p = Path(path)
     data = encode_stream(header, payloads)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError(p, f"cannot write file ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(p, f"cannot write file ({e.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_bytes_atomic(p, data)
 
 
 def read_ert(path: str | Path, *, expect: ModelIdentity | None = None) -> tuple[Header, list[bytes]]:

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgeret.atomic import write_bytes_atomic
 from edgeret.errors import InputError
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -389,25 +388,7 @@ def write_image(path: str | Path, array: np.ndarray, *, jpeg_quality: int = 95) 
         raise InputError(p, f"cannot encode {fmt}: {_one_line(e)}") from None
     if not ok:
         raise InputError(p, f"cannot encode {fmt} (OpenCV refused the array)")
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise InputError(p, f"cannot write file ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(p, f"cannot write file ({e.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_bytes_atomic(p, encoded.tobytes())
 
 
 # --- float conversion ------------------------------------------------------------------

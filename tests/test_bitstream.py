@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeret import atomic
 from edgeret import bitstream as bs
 from edgeret.bitstream import (
     BitstreamModelMismatch,
@@ -249,7 +250,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bs.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     with pytest.raises(InputError, match="No space left on device"):
         write_ert(target, make_header(width=64), [b"new", b"bytes"])
     assert target.read_bytes() == data  # the old stream is intact

@@ -11,35 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edgeret.hookspecs import hookimpl
-from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.lazy import lazy
+from edgeret.registrations import TaskPlugin, TensorSpec
 
 from .processing import INPUT_SIZE, LABELS, postprocess, preprocess
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def _train(request: TrainRequest) -> Path:
-    from .recipe import train
-
-    return train(request)
-
-
-def _evaluate(request: EvalRequest) -> dict:
-    from .recipe import evaluate
-
-    return evaluate(request)
-
-
-def _model_factory():
-    from .model import build
-
-    return build()
-
-
-def _calibration(n: int, seed: int):
-    from edgeret.data.fundus import calibration_images
-
-    return calibration_images(n, seed, 512)
 
 
 def task_plugin() -> TaskPlugin:
@@ -56,11 +33,11 @@ def task_plugin() -> TaskPlugin:
         labels=LABELS,
         image_kind="color",
         default_model=WEIGHTS_DIR / "quality_fundus.onnx",
-        model_factory=_model_factory,
+        model_factory=lazy(f"{__name__}.model", "build"),
         default_weights=WEIGHTS_DIR / "weighted-center.pt",
-        calibration=_calibration,
-        train=_train,
-        evaluate=_evaluate,
+        calibration=lazy("edgeret.data.fundus", "calibration_images"),
+        train=lazy(f"{__name__}.recipe", "train"),
+        evaluate=lazy(f"{__name__}.recipe", "evaluate"),
     )
 
 

@@ -15,36 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edgeret.hookspecs import hookimpl
+from edgeret.lazy import lazy
 from edgeret.metrics import accuracy
-from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.registrations import TaskPlugin, TensorSpec
 
 from .processing import INPUT_SIZE, LABELS, SUBLABELS, postprocess, preprocess
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def _train(request: TrainRequest) -> Path:
-    from .recipe import train
-
-    return train(request)
-
-
-def _evaluate(request: EvalRequest) -> dict:
-    from .recipe import evaluate
-
-    return evaluate(request)
-
-
-def _model_factory():
-    from .model import build
-
-    return build()
-
-
-def _calibration(n: int, seed: int):
-    from edgeret.data.oct import calibration_bscans
-
-    return calibration_bscans(n, seed)
 
 
 def task_plugin() -> TaskPlugin:
@@ -67,11 +44,11 @@ def task_plugin() -> TaskPlugin:
         metrics={"accuracy": accuracy},
         image_kind="gray",
         default_model=WEIGHTS_DIR / "quality_oct.onnx",
-        model_factory=_model_factory,
+        model_factory=lazy(f"{__name__}.model", "build"),
         default_weights=WEIGHTS_DIR / "dsff.pt",
-        calibration=_calibration,
-        train=_train,
-        evaluate=_evaluate,
+        calibration=lazy("edgeret.data.oct", "calibration_bscans"),
+        train=lazy(f"{__name__}.recipe", "train"),
+        evaluate=lazy(f"{__name__}.recipe", "evaluate"),
     )
 
 
