@@ -15,7 +15,8 @@ catalog = device_catalog(host)
 assert catalog.resolve("jetson").name == "jetson-orin-nano"
 for argv in (["plugins", "--json"], ["devices", "--json"], ["devices", "show", "jetson"]):
     assert main(argv) == 0
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "onnx", "onnxscript", "nncf", "tensorflow", "litert_torch"})
+BUILD_HOST_ONLY = {"torch", "onnx", "onnxscript", "nncf", "tensorflow", "litert_torch"}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BUILD_HOST_ONLY)
 print("HEAVY=" + json.dumps(heavy), file=sys.stderr)
 """
 

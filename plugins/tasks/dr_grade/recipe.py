@@ -32,6 +32,7 @@ from .processing import DR_LABELS, REFERABLE_FROM
 VARIANTS = {"single-task": False, "multi-task": True}  # name -> learns quality too
 DEFAULT_VARIANT = "multi-task"
 EPOCHS, BATCH = 12, 16
+PREPROCESS_VERSION = "contrast-v1"  # part of the array-cache key
 
 
 def _labels_of(labels: dict[str, Any]) -> dict[str, int]:
@@ -51,7 +52,7 @@ def _flip(batch, generator):
 def train(request: TrainRequest) -> Path:
     task = task_plugin()
     x, y = load_arrays(request.data_dir, task, _labels_of, cache_dir=request.out_dir / "cache",
-                       progress=request.progress)
+                       progress=request.progress, extra_key=PREPROCESS_VERSION)
     dr = torch.from_numpy(y["dr_grade"].astype(np.int64))
     quality = torch.from_numpy(y["quality"].astype(np.int64))
     for name in [request.variant] if request.variant else list(VARIANTS):
