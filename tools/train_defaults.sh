@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EDGERET=${EDGERET:-.venv-test/bin/edgeret}
 OUT=${OUT:-out/train}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 tasks=("${@:-quality-fundus dr-grade quality-oct}")
 
 synth() {  # synth NAME ARGS...: make a dataset once
@@ -19,15 +19,15 @@ for task in ${tasks[@]}; do
   case $task in
     quality-fundus)
       # imbalanced like the paper's Table 1 (poor:good about 1:27)
-      synth fundus-quality-train --modality fundus --n 2400 --seed 1 --quality-mix good=0.84,usable=0.13,poor=0.03
+      synth fundus-quality-train --modality fundus --n 2000 --seed 1 --quality-mix good=0.84,usable=0.13,poor=0.03
       synth fundus-quality-test --modality fundus --n 600 --seed 101 --quality-mix good=1,usable=1,poor=1
-      "$EDGERET" train quality-fundus --data "$OUT/data/fundus-quality-train" --out "$OUT/quality-fundus" --threads "$THREADS"
+      "$EDGERET" train quality-fundus --data "$OUT/data/fundus-quality-train" --out "$OUT/quality-fundus" --threads "$THREADS" --epochs 6
       "$EDGERET" eval quality-fundus --data "$OUT/data/fundus-quality-test" --models "$OUT/quality-fundus"
       ;;
     dr-grade)
-      synth fundus-dr-train --modality fundus --n 2000 --seed 2 --quality-mix good=0.7,usable=0.2,poor=0.1 --grade-mix 0=0.3,1=0.15,2=0.2,3=0.15,4=0.2
+      synth fundus-dr-train --modality fundus --n 1600 --seed 2 --quality-mix good=0.7,usable=0.2,poor=0.1 --grade-mix 0=0.3,1=0.15,2=0.2,3=0.15,4=0.2
       synth fundus-dr-test --modality fundus --n 600 --seed 102 --quality-mix good=0.6,usable=0.2,poor=0.2 --grade-mix 0=0.3,1=0.15,2=0.2,3=0.15,4=0.2
-      "$EDGERET" train dr-grade --data "$OUT/data/fundus-dr-train" --out "$OUT/dr-grade" --threads "$THREADS"
+      "$EDGERET" train dr-grade --data "$OUT/data/fundus-dr-train" --out "$OUT/dr-grade" --threads "$THREADS" --epochs 6
       "$EDGERET" eval dr-grade --data "$OUT/data/fundus-dr-test" --models "$OUT/dr-grade"
       ;;
     quality-oct)
