@@ -2,8 +2,8 @@
 
 Grows with the pipeline: today it lists plugins and device profiles, resolves
 the `jetson` alias, generates labelled fundus and OCT phantoms in the layout
-the training/eval readers take, and reads them back through the runtime's
-image I/O and preprocessing.
+the training/eval readers take, reads them back, and grades them with the
+committed quality and DR models on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -36,4 +36,9 @@ if __name__ == "__main__":
          "data", "synth", "--modality", "oct", "--n", "12", "--seed", "1",
          "--out", str(OUT / "oct"))
     step("read them back as a dataset", "data", "check", str(OUT / "fundus"))
+    fundus = sorted(str(p) for p in (OUT / "fundus" / "images").glob("*.png"))[:6]
+    octs = sorted(str(p) for p in (OUT / "oct" / "images").glob("*.png"))[:4]
+    step("grade fundus capture quality on ONNX Runtime (no torch)", "run", "quality-fundus", *fundus)
+    step("quality-guided DR grading: poor captures say 'retake'", "run", "dr-grade", *fundus)
+    step("OCT quality with the paper's sub-labels", "run", "quality-oct", *octs)
     print(f"\ndemo finished: outputs under {OUT}/")
