@@ -1,0 +1,436 @@
+"""Device bundles: the folder `edgeret export --device NAME` writes and a camera loads.
+
+Runtime code: numpy + the standard library only (no torch), so `edgeret verify`
+runs on the device. Layout::
+
+    BUNDLE/
+      edgeret.json              the manifest (below)
+      <task>/model.<ext>        the artifact (.onnx, .xml + .bin, .tflite; Jetson: .onnx + .trt.json)
+      <task>/golden.npz         golden input/output pairs `verify` replays
+      engines/                  TensorRT engines built on the device (`edgeret build`; not hashed)
+
+Manifest (`edgeret.json`, JSON; `SCHEMA_VERSION` 1), top-level keys:
+
+    schema, schema_version    "edgeret-bundle", 1
+    created                   UTC ISO time
+    edgeret_version           the SDK that wrote it
+    device                    the resolved device profile (DeviceProfile.to_dict(), source file name only)
+    toolchain                 python and package versions used to export (torch, onnx, onnxruntime, ...)
+    export                    the request: precision asked for, calibration source, held-out size, seeds
+    tasks                     task name -> entry (see `TASK_KEYS`)
+    files                     relative path -> {"sha256", "bytes"} for every file but the manifest
+
+A task entry carries: the artifact (relative path) and all its files, format,
+precision, target backend and the backend the accuracy gate ran on here,
+exporter and quantization notes, input/output `TensorSpec`s, preprocessing
+(function, image kind, modality, input size), labels, calibration (source,
+size, sha256 of the preprocessed arrays), the gate (metric in fp32 vs
+exported, allowed drop, pass/fail, every precision tried), golden pairs (file,
+count, tolerances, the backend that produced them) and, for Jetson, the
+TensorRT build spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeret.errors import EdgeretError
+
+SCHEMA = "edgeret-bundle"
+SCHEMA_VERSION = 1
+MANIFEST = "edgeret.json"
+ENGINES_DIR = "engines"  # device-local TensorRT engine cache: not part of the hashed bundle
+TOP_KEYS = ("schema", "schema_version", "created", "edgeret_version", "device", "toolchain", "export",
+            "tasks", "files")
+TASK_KEYS = ("artifact", "files", "format", "precision", "target_backend", "inputs", "outputs",
+             "preprocessing", "labels", "gate", "golden")
+# Golden arrays inside golden.npz: "<kind>/<tensor name>", leading axis = pair index.
+GOLDEN_KINDS = ("input", "output", "reference")
+
+
+class BundleError(EdgeretError):
+    """A bundle is missing, malformed, tampered with or fails verification."""
+
+
+# ---------------------------------------------------------------------------
+# hashing and writing
+# ---------------------------------------------------------------------------
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundle_files(root: Path) -> list[Path]:
+    """Every file under `root` except the manifest and the device-local engine cache."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.as_posix() == MANIFEST or rel.parts[0] == ENGINES_DIR:
+            continue
+        found.append(path)
+    return found
+
+
+def hash_files(root: str | Path) -> dict[str, dict[str, Any]]:
+    """relative path -> {"sha256", "bytes"} for every bundle file (manifest and engines/ excluded)."""
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in _bundle_files(root)}
+
+
+def write_manifest(root: str | Path, manifest: Mapping[str, Any]) -> Path:
+    """Fill in `files` (sha256 of every file now in `root`) and write `edgeret.json` atomically."""
+    root = Path(root)
+    data: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
+    data.update({key: manifest[key] for key in TOP_KEYS if key in manifest and key not in data})
+    data["files"] = hash_files(root)
+    text = json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(root / MANIFEST)
+    return root / MANIFEST
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return value.as_posix()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def clean_json(value: Any) -> Any:
+    """Replace NaN/inf floats (not valid JSON) by None, recursively."""
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, Mapping):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def snap_to_uint8(array: np.ndarray) -> np.ndarray | None:
+    """A float input in [0, 1] moved onto the 8-bit grid (k / 255), or None if it is not such an input.
+
+    Golden inputs are snapped before their outputs are computed, so they are stored exactly as uint8
+    (a quarter of the float32 size) and replayed bit-exactly."""
+    array = np.asarray(array)
+    if array.dtype != np.float32 or array.size == 0 or array.min() < 0 or array.max() > 1:
+        return None
+    return _from_codes(np.rint(array * np.float32(255.0)).astype(np.uint8), 255)
+
+
+def _from_codes(codes: np.ndarray, levels: int) -> np.ndarray:
+    return codes.astype(np.float32) / np.float32(levels)
+
+
+def save_golden(path: str | Path, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray],
+                reference: Mapping[str, np.ndarray]) -> Path:
+    """Golden pairs as one .npz: inputs, the exported model's outputs, the fp32 model's outputs.
+
+    Inputs already on the 8-bit grid (`snap_to_uint8`) are stored as uint8 with a "levels/<name>" entry;
+    `load_golden` returns float32 either way."""
+    arrays = {}
+    for kind, group in zip(GOLDEN_KINDS, (inputs, outputs, reference), strict=True):
+        for name, array in group.items():
+            array = np.ascontiguousarray(array)
+            if kind == "input" and array.dtype == np.float32 and array.size:
+                codes = np.rint(array * np.float32(255.0))
+                if codes.min() >= 0 and codes.max() <= 255 and np.array_equal(
+                        _from_codes(codes.astype(np.uint8), 255), array):
+                    arrays[f"levels/{name}"] = np.int64(255)
+                    array = codes.astype(np.uint8)
+            arrays[f"{kind}/{name}"] = array
+    path = Path(path)
+    with open(path, "wb") as handle:  # np.savez_compressed(path) would append .npz to odd names
+        np.savez_compressed(handle, **arrays)
+    return path
+
+
+def load_golden(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            groups: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in GOLDEN_KINDS}
+            levels = {}
+            for key in data.files:
+                kind, _, name = key.partition("/")
+                if kind == "levels" and name:
+                    levels[name] = int(data[key])
+                    continue
+                if kind not in groups or not name:
+                    raise BundleError(f"{path}: unexpected array '{key}' in golden pairs")
+                groups[kind][name] = data[key]
+            for name, count in levels.items():
+                if name not in groups["input"] or count < 1:
+                    raise BundleError(f"{path}: bad 8-bit encoding entry for input '{name}' in golden pairs")
+                groups["input"][name] = _from_codes(groups["input"][name], count)
+    except BundleError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"{path}: unreadable golden pairs ({type(exc).__name__}: {exc})") from None
+    if not groups["input"] or not groups["output"]:
+        raise BundleError(f"{path}: golden pairs have no inputs or no outputs")
+    counts = {len(a) for group in groups.values() for a in group.values()}
+    if len(counts) != 1:
+        raise BundleError(f"{path}: golden arrays disagree on the number of pairs ({sorted(counts)})")
+    return groups
+
+
+# ---------------------------------------------------------------------------
+# loading and checking
+# ---------------------------------------------------------------------------
+
+
+def load_manifest(root: str | Path) -> dict[str, Any]:
+    """Read and structurally validate BUNDLE/edgeret.json; BundleError (one line) when it is not usable."""
+    root = Path(root)
+    if not root.exists():
+        raise BundleError(f"{root}: bundle folder does not exist")
+    if not root.is_dir():
+        raise BundleError(f"{root}: not a bundle folder (expected a folder holding {MANIFEST})")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path}: manifest missing; not an edgeret bundle (make one with edgeret export)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: manifest is not UTF-8 text") from None
+    except ValueError as exc:
+        raise BundleError(f"{path}: manifest is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{path}: manifest must be a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise BundleError(f"{path}: not an edgeret bundle manifest (schema is {data.get('schema')!r})")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise BundleError(f"{path}: manifest schema_version {data.get('schema_version')!r} is not supported "
+                          f"(this edgeret reads {SCHEMA_VERSION})")
+    missing = [key for key in TOP_KEYS if key not in data]
+    if missing:
+        raise BundleError(f"{path}: manifest is missing {', '.join(missing)}")
+    if not isinstance(data["tasks"], dict) or not data["tasks"]:
+        raise BundleError(f"{path}: manifest lists no tasks")
+    if not isinstance(data["files"], dict):
+        raise BundleError(f"{path}: manifest 'files' must map paths to hashes")
+    for name, entry in data["tasks"].items():
+        if not isinstance(entry, dict):
+            raise BundleError(f"{path}: task '{name}' entry must be an object")
+        absent = [key for key in TASK_KEYS if key not in entry]
+        if absent:
+            raise BundleError(f"{path}: task '{name}' is missing {', '.join(absent)}")
+        golden = entry["golden"]
+        if (not isinstance(entry["artifact"], str) or not isinstance(entry["files"], list)
+                or not isinstance(golden, dict) or not isinstance(golden.get("file"), str)
+                or not isinstance(golden.get("tolerance"), dict)
+                or not isinstance(golden["tolerance"].get("atol"), int | float)):
+            raise BundleError(f"{path}: task '{name}': artifact, files or golden (file, tolerance.atol) "
+                              "malformed")
+        for rel in [entry["artifact"], *entry["files"], entry["golden"].get("file", "")]:
+            if rel and rel not in data["files"]:
+                raise BundleError(f"{path}: task '{name}' file '{rel}' has no sha256 in 'files'")
+    for rel, info in data["files"].items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise BundleError(f"{path}: file entry '{rel}' points outside the bundle")
+        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
+            raise BundleError(f"{path}: file entry '{rel}' has no sha256")
+    return data
+
+
+def check_hashes(root: str | Path, manifest: Mapping[str, Any]) -> int:
+    """Every listed file exists with its sha256 and no file is unlisted; returns the count.
+
+    A BundleError names the offending file."""
+    root = Path(root)
+    listed = manifest["files"]
+    for rel, info in listed.items():
+        path = root / rel
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing from the bundle")
+        if sha256_file(path) != info["sha256"]:
+            raise BundleError(f"{path}: sha256 does not match the manifest (file tampered with or corrupted)")
+    extra = sorted(set(hash_files_listing(root)) - set(listed))
+    if extra:
+        raise BundleError(f"{root / extra[0]}: file is not listed in the manifest (added after export?)")
+    return len(listed)
+
+
+def hash_files_listing(root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in _bundle_files(root)]
+
+
+# ---------------------------------------------------------------------------
+# replay (verify)
+# ---------------------------------------------------------------------------
+
+
+def output_scale(array: np.ndarray) -> float:
+    """Tolerances are relative to the output's magnitude (probabilities: 1; logits, images: their max)."""
+    finite = np.abs(np.asarray(array, dtype=np.float64))
+    return max(1.0, float(finite.max())) if finite.size else 1.0
+
+
+def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(test, np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
+
+
+PSNR_CAP_DB = 200.0  # identical images count as 200 dB in means
+
+
+def mean_psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
+    """Mean over images (leading axis) of each image's PSNR, capped at PSNR_CAP_DB."""
+    values = [min(psnr(r, t, data_range), PSNR_CAP_DB) for r, t in zip(reference, test, strict=True)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def pick_backend(manifest: Mapping[str, Any], entry: Mapping[str, Any], backends: Mapping[str, Any],
+                 requested: str | None = None) -> tuple[Any, str]:
+    """The backend to load a task's artifact here: `requested`, else the profile's chain (first available
+    that loads the artifact's format). Returns (plugin, why)."""
+    fmt = entry.get("runtime_format", entry["format"])
+    if requested:
+        if requested not in backends:
+            known = ", ".join(sorted(backends)) or "none installed"
+            raise BundleError(f"unknown backend '{requested}'; known: {known}")
+        plugin = backends[requested]
+        if fmt not in plugin.formats:
+            raise BundleError(f"backend '{requested}' cannot load {fmt} artifacts (it loads "
+                              f"{', '.join(plugin.formats)})")
+        availability = plugin.available()
+        if not availability.ok:
+            raise BundleError(f"backend '{requested}' is unavailable here: {availability.reason}")
+        return plugin, "requested"
+    skipped = []
+    for name in manifest["device"].get("backends", []):
+        plugin = backends.get(name)
+        if plugin is None:
+            skipped.append(f"{name}: not installed")
+            continue
+        if fmt not in plugin.formats:
+            skipped.append(f"{name}: does not load {fmt}")
+            continue
+        availability = plugin.available()
+        if availability.ok:
+            return plugin, "; ".join(skipped) or "first in the device's chain"
+        skipped.append(f"{name}: {availability.reason}")
+    raise BundleError(f"no backend of device '{manifest['device'].get('name')}' can load the {fmt} "
+                      f"artifact here ({'; '.join(skipped)})")
+
+
+@dataclass
+class TaskCheck:
+    task: str
+    backend: str
+    pairs: int
+    max_error: dict[str, float] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    agreement: str = ""
+    note: str = ""
+
+
+def replay_task(root: Path, manifest: Mapping[str, Any], name: str, backends: Mapping[str, Any],
+                requested: str | None = None, threads: int | None = None) -> TaskCheck:
+    """Load one task's artifact, replay its golden pairs within tolerance, check agreement with fp32."""
+    entry = manifest["tasks"][name]
+    plugin, why = pick_backend(manifest, entry, backends, requested)
+    golden = load_golden(root / entry["golden"]["file"])
+    info = entry["golden"]
+    same = plugin.name == info.get("backend")
+    tol = info["tolerance"] if same else info.get("cross_backend_tolerance", info["tolerance"])
+    runner = plugin.load(root / entry["artifact"], threads=threads)
+    check = TaskCheck(name, plugin.name, len(next(iter(golden["input"].values()))),
+                      tolerance=dict(tol), note=why)
+    replayed: dict[str, list[np.ndarray]] = {n: [] for n in golden["output"]}
+    for i in range(check.pairs):
+        feeds = {n: a[i:i + 1] for n, a in golden["input"].items()}
+        outputs = runner.run(feeds)
+        for out_name, expected in golden["output"].items():
+            if out_name not in outputs:
+                raise BundleError(f"{name}: the model on {plugin.name} has no output '{out_name}' "
+                                  f"(it has {', '.join(outputs)})")
+            got = np.asarray(outputs[out_name], dtype=np.float64).reshape(expected[i:i + 1].shape)
+            want = expected[i:i + 1].astype(np.float64)
+            err = float(np.max(np.abs(got - want))) if got.size else 0.0
+            allowed = tol["atol"] * output_scale(want) + tol.get("rtol", 0.0) * float(np.max(np.abs(want)))
+            check.max_error[out_name] = max(check.max_error.get(out_name, 0.0), err)
+            if not np.all(np.isfinite(got)):
+                raise BundleError(f"{name}: golden pair {i}: output '{out_name}' on {plugin.name} "
+                                  "is not finite")
+            if err > allowed:
+                raise BundleError(f"{name}: golden pair {i}: output '{out_name}' on {plugin.name} differs by "
+                                  f"{err:.4g} > tolerance {allowed:.4g}")
+            replayed[out_name].append(got)
+    check.agreement = _agreement(name, entry, golden, {k: np.concatenate(v) for k, v in replayed.items()})
+    return check
+
+
+def _agreement(name: str, entry: Mapping[str, Any], golden: Mapping[str, Mapping[str, np.ndarray]],
+               replayed: Mapping[str, np.ndarray]) -> str:
+    rule = entry.get("agreement", {"kind": "none"})
+    kind, out = rule.get("kind"), rule.get("output")
+    if kind == "none" or not golden["reference"]:
+        return "n/a"
+    if out not in replayed or out not in golden["reference"]:
+        raise BundleError(f"{name}: agreement output '{out}' is not among the golden pairs")
+    reference = golden["reference"][out]
+    if kind == "class":
+        same = int(np.sum(np.argmax(replayed[out], axis=-1) == np.argmax(reference, axis=-1)))
+        total = len(reference)
+        recorded = int(rule.get("expected_same", total))
+        if same < recorded:
+            raise BundleError(f"{name}: only {same}/{total} golden pairs give the fp32 model's class "
+                              f"(export recorded {recorded}/{total})")
+        return f"{same}/{total} same class as fp32"
+    if kind == "psnr":
+        value = mean_psnr(reference, replayed[out], float(rule.get("data_range", 1.0)))
+        floor = float(rule.get("min_db", 0.0))
+        if value < floor:
+            raise BundleError(f"{name}: output '{out}' is {value:.2f} dB from the fp32 model's, below the "
+                              f"{floor:.2f} dB recorded at export")
+        return f"{value:.2f} dB PSNR vs fp32"
+    raise BundleError(f"{name}: unknown agreement kind {kind!r} in the manifest")
+
+
+@dataclass
+class VerifyReport:
+    root: Path
+    device: str
+    files: int
+    tasks: list[TaskCheck]
+
+
+def verify_bundle(root: str | Path, backends: Mapping[str, Any], *, backend: str | None = None,
+                  tasks: Iterable[str] | None = None, threads: int | None = None) -> VerifyReport:
+    """Hashes, then every task: load, replay golden pairs, agreement. BundleError on the first failure."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    count = check_hashes(root, manifest)
+    names = list(tasks) if tasks else list(manifest["tasks"])
+    unknown = [n for n in names if n not in manifest["tasks"]]
+    if unknown:
+        have = ", ".join(manifest["tasks"])
+        raise BundleError(f"task '{unknown[0]}' is not in this bundle (it has {have})")
+    checks = []
+    for name in names:
+        try:
+            checks.append(replay_task(root, manifest, name, backends, backend, threads))
+        except (KeyError, TypeError, ValueError) as exc:  # a manifest field of the wrong shape
+            raise BundleError(f"{root / MANIFEST}: task '{name}': malformed entry "
+                              f"({type(exc).__name__}: {exc})") from None
+    return VerifyReport(root, manifest["device"].get("name", "?"), count, checks)
