@@ -32,7 +32,7 @@ def test_registered_with_spec_driven_preprocess():
     image = generate_fundus(FRESH, quality="good").image
     x = task.preprocess(image, task)["image"]
     assert x.shape == (1, 3, 256, 256) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     with pytest.raises(InputError, match="expects a colour fundus photograph, got grayscale"):
         task.preprocess(generate_oct(1).image, task)
 
