@@ -34,6 +34,10 @@ RUNTIMES = ("jetpack", "cuda", "tensorrt", "openvino", "litert", "onnxruntime")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
+# The embedded default: what `edgeret run/encode/denoise` use without --device.
+DEFAULT_DEVICE = "x86-cpu"
+
+
 @dataclass(frozen=True)
 class DeviceProfile:
     name: str

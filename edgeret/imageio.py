@@ -40,6 +40,16 @@ _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD
 _TIFF_TAGS = {256, 257, 273, 279, 324, 325}  # width, height, strip/tile offsets+counts
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files below `folder` by suffix, sorted; hidden files and folders are left out."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def detect_format(data: bytes) -> str | None:
     """Return "PNG", "JPEG", "TIFF" or "DICOM" from the leading bytes, else None."""
     if data.startswith(_PNG_SIG):

@@ -261,6 +261,16 @@ def test_golden_inputs_are_stored_exactly_as_uint8(tmp_path):
     assert np.array_equal(load_golden(path)["input"]["x"], x)
 
 
+def test_large_golden_outputs_are_stored_as_float16(tmp_path):
+    image = np.random.default_rng(1).random((1, 3, 256, 256), dtype=np.float32)
+    path = save_golden(tmp_path / "g.npz", {"x": image}, {"y": image}, {"y": image})
+    with np.load(path) as raw:
+        assert raw["output/y"].dtype == np.float16 and raw["input/x"].dtype == np.float32
+    loaded = load_golden(path)
+    assert loaded["output"]["y"].dtype == np.float32
+    assert np.max(np.abs(loaded["output"]["y"] - image)) <= 4.9e-4
+
+
 # ---------------------------------------------------------------------------
 # build, bench
 # ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     python tools/bench_bundles.py [--bundles out/bundles] [--heldout 200] [--calib-size 128]
                                   [--runs 100] [--threads 1] [--tasks quality-oct ...]
+                                  [--compare-tasks quality-oct ...]
 
 Runs, with the real CLI:
 
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--runs", default="100")
     parser.add_argument("--threads", default="1")
     parser.add_argument("--tasks", nargs="+")
+    parser.add_argument("--compare-tasks", nargs="+", help="tasks for bench --compare (default: all)")
     args = parser.parse_args()
     tasks = ["--tasks", *args.tasks] if args.tasks else []
 
@@ -55,7 +57,8 @@ def main() -> int:
     for device in BENCH_HERE:
         edgeret("bench", str(args.bundles / device), "--runs", args.runs, "--threads", args.threads,
                 "--out", str(args.out), "--quiet")
-    edgeret("bench", str(args.bundles / "x86-cpu"), "--compare", "--runs", args.runs,
+    compare_tasks = ["--tasks", *args.compare_tasks] if args.compare_tasks else []
+    edgeret("bench", str(args.bundles / "x86-cpu"), *compare_tasks, "--compare", "--runs", args.runs,
             "--threads", args.threads, "--heldout", args.heldout, "--calib-size", args.calib_size,
             "--out", str(args.out), "--quiet")
 

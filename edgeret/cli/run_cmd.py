@@ -6,13 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeret.backend_chain import require_backend
+from edgeret.cli.backend_arg import backend_from_args
 from edgeret.cli.output import print_json
+from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.host import device_catalog
 from edgeret.inference import TaskSession
-
-DEFAULT_DEVICE = "x86-cpu"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,19 +21,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=DEFAULT_DEVICE, help="device profile or alias")
     parser.add_argument("--threads", type=int, help="inference threads")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="image-to-image tasks (denoise, denoise-oct, sr): write the result here "
+                             "(a folder for several images)")
+    parser.add_argument("--scale", type=int, help="sr: 2 (default) or 4")
+    parser.add_argument("--tile", type=int, default=512, help="image-to-image tasks: tile size (pixels)")
 
 
 def run(args: argparse.Namespace) -> int:
     host = args.host
     task = host.task(args.task)
-    if args.backend:
-        backend = host.backend(args.backend)
-        availability = backend.available()
-        if not availability.ok:
-            raise EdgeretError(f"backend '{backend.name}' is unavailable: {availability.reason}")
-    else:
-        profile = device_catalog(host, args.devices_dir).resolve(args.device)
-        backend = require_backend(profile, host.backends())
+    backend = backend_from_args(args)
+    if args.output is not None or args.scale is not None:
+        from edgeret.cli.restore_commands import restore_file
+
+        return restore_file(args, task, backend)
     session = TaskSession(task, backend, model=args.model, threads=args.threads)
     results, failed = [], 0
     for path in args.images:

@@ -50,10 +50,10 @@ from edgeret.export.targets import (
     precision_chain,
     resolve_target,
 )
+from edgeret.imageio import IMAGE_SUFFIXES, list_images
 from edgeret.progress import Progress
 from edgeret.registrations import TaskPlugin, TensorSpec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_HELDOUT = 200
 DEFAULT_GOLDEN = 6
@@ -66,6 +66,7 @@ CROSS_TOLERANCES = {"fp32": 1e-2, "fp16": 3e-2, "int8": 0.1}
 # Image outputs: verify wants the replayed output within 0.2 dB of the exported one's PSNR vs fp32, but
 # never more than this (above ~40 dB the difference is invisible and runtimes legitimately differ).
 PSNR_AGREEMENT_CAP_DB = 40.0
+GOLDEN_ALL_OUTPUTS_BELOW = 1 << 16  # values per pair; larger outputs: only the gate's output is kept
 
 # Built-in tasks' model_factory returns the training network; what ships wraps it so its forward
 # returns exactly the task's declared outputs (softmax/sigmoid probabilities). A task can instead give
@@ -74,7 +75,14 @@ RUNTIME_WRAPPERS = {
     "quality-oct": "edgeret_plugins.tasks.quality_oct.model:RuntimeOutputs",
     "quality-fundus": "edgeret_plugins.tasks.quality_fundus.model:ProbabilitiesOnly",
     "dr-grade": "edgeret_plugins.tasks.dr_grade.model:Probabilities",
+    "denoise": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
+    "denoise-oct": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
+    "sr": "edgeret_plugins.tasks.sr.model:runtime",
 }
+
+
+class NotExportable(EdgeretError):
+    """The task cannot be exported as it is (e.g. its torch model does not give the declared outputs)."""
 
 
 @dataclass
@@ -174,7 +182,7 @@ def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     except Exception as exc:
-        raise EdgeretError(f"{weights}: cannot load into task '{task.name}''s model "
+        raise NotExportable(f"{weights}: cannot load into task '{task.name}''s model "
                            f"({str(exc).splitlines()[0]})") from None
     net.eval()
     if hasattr(net, "runtime_module"):
@@ -189,12 +197,12 @@ def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
         out = module(*example)
     outs = (out,) if torch.is_tensor(out) else tuple(out) if isinstance(out, list | tuple) else None
     if outs is None or len(outs) != len(task.outputs) or not all(torch.is_tensor(o) for o in outs):
-        raise EdgeretError(f"task '{task.name}': the torch model does not return its {len(task.outputs)} "
+        raise NotExportable(f"task '{task.name}': the torch model does not return its {len(task.outputs)} "
                            "declared outputs (give the network a runtime_module() method)")
     for spec, tensor in zip(task.outputs, outs, strict=True):
         static = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
         if tensor.ndim != len(spec.shape) or any(tensor.shape[i] != d for i, d in static):
-            raise EdgeretError(f"task '{task.name}': output '{spec.name}' has shape {tuple(tensor.shape)}, "
+            raise NotExportable(f"task '{task.name}': output '{spec.name}' has shape {tuple(tensor.shape)}, "
                                f"spec says {spec.shape}")
     return module
 
@@ -240,11 +248,6 @@ def runner_outputs(runner: Any, task: TaskPlugin, feeds: Sequence[Mapping[str, n
 # ---------------------------------------------------------------------------
 # calibration
 # ---------------------------------------------------------------------------
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def check_calib_folder(folder: Path) -> list[Path]:
@@ -498,11 +501,20 @@ def export_bundle(host: Any, request: ExportRequest, log: Callable[[str], None] 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        results = [
-            _export_task(host, task_for_profile(task, profile), profile, target, chain, gate_plugin,
-                         gate_note, staging, request, log)
-            for task in tasks
-        ]
+        results = []
+        for task in tasks:
+            try:
+                results.append(_export_task(host, task_for_profile(task, profile), profile, target, chain,
+                                            gate_plugin, gate_note, staging, request, log))
+            except NotExportable as exc:
+                if request.tasks:  # asked for by name: an error
+                    raise
+                skipped[task.name] = str(exc)
+                log(f"skipping: {exc}")
+                shutil.rmtree(staging / task.name, ignore_errors=True)
+        if not results:
+            raise EdgeretError(f"nothing to export for device '{profile.name}': "
+                               + "; ".join(skipped.values()))
         manifest = {
             "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
             "edgeret_version": edgeret.__version__,
@@ -618,7 +630,9 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
 
     # Golden pairs: inputs snapped to the 8-bit grid (stored exactly as uint8), outputs of the artifact
     # itself on the gate backend and of the fp32 torch model on exactly those inputs.
-    indices = gates.pick_golden(rule, reference, exported, request.golden)
+    # image tasks: at most 2 pairs, and large outputs other than the gate's are left out (size)
+    count = request.golden if rule.kind == "class" else min(request.golden, 2)
+    indices = gates.pick_golden(rule, reference, exported, count)
     golden_feeds = []
     for i in indices:
         feed = {}
@@ -630,6 +644,10 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
     runner = gate_plugin.load(artifact, threads=request.threads)
     golden_out = runner_outputs(runner, task, golden_feeds)
     golden_ref = torch_outputs(module, task, golden_feeds)
+    kept_outputs = [k for k, v in golden_out.items()
+                    if k == rule.output or v[:1].size <= GOLDEN_ALL_OUTPUTS_BELOW]
+    golden_out = {k: golden_out[k] for k in kept_outputs}
+    golden_ref = {k: golden_ref[k] for k in kept_outputs}
     golden_path = save_golden(folder / "golden.npz", golden_in, golden_out, golden_ref)
     agreement: dict[str, Any] = {"kind": "none"}
     if rule.kind == "class":

@@ -1,0 +1,127 @@
+"""`edgeret encode IMAGE -o FILE.ert` and `edgeret decode FILE.ert -o OUT.png` (no torch).
+
+The codec models come from the `codec-encoder` task's weights folder (or
+`--models DIR`); the backend is the device profile's first available one (or
+`--backend`). Both commands print the stream size, bits per pixel and the
+compression ratio against the raw pixels; decode also prints its time. A bad
+input prints one line naming the file and exits 2, and no output file is left
+behind (both outputs are written atomically, after everything succeeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeret.cli.output import print_json
+from edgeret.devices import DEFAULT_DEVICE
+from edgeret.errors import EdgeretError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="codec weights folder (default: the codec plugin's)")
+    parser.add_argument("--backend", help="backend name (default: the device's first available)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE, help="device profile or alias")
+    parser.add_argument("--threads", type=int, help="inference threads")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def configure_encode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="PNG, JPEG, TIFF or DICOM image (8 or 16 bit)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .ert file to write")
+    parser.add_argument("--rate", help="target bits per pixel (the closest rate point is used) or a "
+                                       "rate-point id such as oct-factorized-q2; default: the middle one")
+    parser.add_argument("--variant", choices=["factorized", "paper"], default="factorized",
+                        help="learned factorized prior (several rates) or the seed paper's L=7 quantizer")
+    parser.add_argument("--modality", choices=["auto", "oct", "fundus"], default="auto",
+                        help="auto: grayscale is OCT, colour is fundus")
+    _common(parser)
+
+
+def configure_decode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stream", type=Path, help="an .ert file written by `edgeret encode`")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="image to write (.png, .tif)")
+    parser.add_argument("--codec", help="decode with this rate point only (default: the one the header "
+                                        "names); a stream from another model is refused")
+    _common(parser)
+
+
+def _session(args: argparse.Namespace):
+    from edgeret.cli.backend_arg import backend_from_args
+    from edgeret.codec_io import CodecCatalog, CodecSession
+
+    host = args.host
+    backend = backend_from_args(args)
+    if "onnx" not in backend.formats:
+        raise EdgeretError(f"backend '{backend.name}' cannot load the codec's ONNX graphs "
+                           f"(it loads: {', '.join(backend.formats)})")
+    folder = args.models
+    if folder is None:
+        task = host.task("codec-encoder")
+        if task.default_model is None:
+            raise EdgeretError("the codec-encoder task ships no models; pass --models DIR")
+        folder = task.default_model.parent
+    return CodecSession(CodecCatalog(folder), backend, threads=args.threads), backend
+
+
+def _describe(stats: dict) -> str:
+    return (f"{stats['bytes']} bytes, {stats['width']}x{stats['height']}x{stats['channels']} "
+            f"{stats['bit_depth']}-bit {stats['modality']}, {stats['bpp']:.4f} bpp, "
+            f"compression ratio {stats['compression_ratio']:.1f}:1, codec {stats['codec']}")
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    from edgeret.bitstream import encode_stream, write_ert
+    from edgeret.codec_io import modality_of, stream_stats
+    from edgeret.imageio import read_image
+
+    image = read_image(args.image)
+    if image.ndim == 3 and image.shape[2] not in (3, 4):  # a volume: (N, H, W)
+        from edgeret.errors import InputError
+
+        raise InputError(args.image, f"holds {image.shape[0]} frames; encode one B-scan or photo per file")
+    session, backend = _session(args)
+    modality = modality_of(image, args.modality)
+    model, rate = session.catalog.choose(modality, args.variant, args.rate)
+    encoded = session.encode(image, model, rate, source=str(args.image))
+    nbytes = len(encode_stream(encoded.header, encoded.payloads))
+    write_ert(args.output, encoded.header, encoded.payloads)
+    stats = {**stream_stats(nbytes, encoded.header), "output": str(args.output), "backend": backend.name,
+             "encode_ms": encoded.seconds * 1000, "rate_nominal_bpp": rate.nominal_bpp}
+    if args.json:
+        print_json(stats)
+    else:
+        print(f"{args.output}: {_describe(stats)}; encoded in {stats['encode_ms']:.1f} ms on {backend.name}")
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from edgeret.bitstream import MAX_STREAM
+    from edgeret.codec_io import stream_stats
+    from edgeret.errors import InputError
+    from edgeret.imageio import write_image
+
+    path = args.stream
+    try:
+        if path.is_dir():
+            raise InputError(path, "is a folder, expected an .ert file")
+        if path.stat().st_size > MAX_STREAM:
+            raise InputError(path, f"file is larger than any .ert stream (limit {MAX_STREAM} bytes)")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read file ({e.strerror})") from None
+    if args.output.suffix.lower() in (".jpg", ".jpeg"):
+        raise InputError(args.output, "decode writes lossless .png or .tif, not JPEG")
+    session, backend = _session(args)
+    decoded = session.decode_bytes(data, source=str(path), codec=args.codec)
+    write_image(args.output, decoded.image)
+    stats = {**stream_stats(len(data), decoded.header), "output": str(args.output),
+             "backend": backend.name, "decode_ms": decoded.seconds * 1000}
+    if args.json:
+        print_json(stats)
+    else:
+        print(f"{args.output}: from {path}: {_describe(stats)}; decoded in {stats['decode_ms']:.1f} ms "
+              f"on {backend.name}")
+    return 0

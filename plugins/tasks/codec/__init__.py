@@ -1,0 +1,169 @@
+"""codec-encoder and codec-decoder: the learned codec for OCT B-scans and fundus photographs.
+
+Two halves of one trained model: the encoder graph runs in the camera (device
+bundle), the decoder graph at the hub. Everything else is numpy:
+
+* runtime: ``edgeret/codec_io.py`` (quantizer, entropy coding, the ``.ert``
+  stream; used by ``edgeret encode`` / ``edgeret decode``) and ``processing.py``
+  here (re-exports plus the numpy MS-SSIM / PSNR);
+* shipped models: ``weights/codec_models.json`` lists them (``oct-paper``,
+  ``oct-factorized``, ``fundus-paper``, ``fundus-factorized``), each with an
+  encoder ONNX, a decoder ONNX, a ``.npz`` of gains and integer entropy
+  tables, and fp16 torch weights;
+* build host: ``model.py`` (the seed paper's network and the factorized prior),
+  ``losses.py`` (MS-SSIM + L1 in torch), ``recipe.py`` (training and export);
+  ``TRAINING.md`` says how the weights were made.
+
+The registered default model of both tasks is ``oct-factorized``; `edgeret
+encode` picks the model for the image's modality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeret.errors import InputError
+from edgeret.hookspecs import hookimpl
+from edgeret.registrations import TaskPlugin, TensorSpec, TrainRequest
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "oct-factorized"
+LATENTS = (("y0", 32, "main latent, stride 32"), ("y1", 16, "skip from encoder layer 5, stride 16"),
+           ("y2", 8, "skip from encoder layer 4, stride 8"), ("y3", 4, "skip from encoder layer 3, stride 4"))
+
+
+@lru_cache(maxsize=1)
+def catalog():
+    """The shipped codec models (numpy only)."""
+    from edgeret.codec_io import CodecCatalog
+
+    return CodecCatalog(WEIGHTS_DIR)
+
+
+def _encoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
+    from edgeret.codec_io import image_for, to_model_input
+
+    model = catalog().models[DEFAULT_MODEL]
+    image = image_for(model, np.asarray(image), "<array>")
+    return {"image": to_model_input(image, 8 if image.dtype == np.uint8 else 16)}
+
+
+def _encoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
+    """Quantize with the default model's middle rate point and entropy-code: real bytes."""
+    from edgeret.codec_io import LATENT_NAMES, quantize
+    from edgeret.entropy import encode_symbols
+
+    model = catalog().models[DEFAULT_MODEL]
+    _, rate = catalog().choose(model.modality, model.variant)
+    nbytes = 0
+    for i, name in enumerate(LATENT_NAMES):
+        q = quantize(outputs[name], None if rate.gains is None else rate.gains[i], rate.lo[i], rate.hi[i])
+        nbytes += len(encode_symbols(q, rate.tables[i]))
+    _, _, h, w = np.shape(outputs["y3"])
+    return {"codec": rate.id, "payload_bytes": nbytes, "padded_size": [h * 4, w * 4],
+            "bpp_padded": round(nbytes * 8 / (h * w * 16), 5)}
+
+
+def _decoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
+    raise InputError("<array>", "codec-decoder reads .ert streams, not images: "
+                                "use `edgeret decode FILE.ert -o OUT.png`")
+
+
+def _decoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
+    _, c, h, w = np.shape(outputs["image"])
+    return {"channels": int(c), "height": int(h), "width": int(w)}
+
+
+def _ms_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    from .processing import ms_ssim
+
+    return ms_ssim(y_true, y_pred, 255.0 if np.asarray(y_true).dtype == np.uint8 else 65535.0)
+
+
+def _psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    from .processing import psnr
+
+    return psnr(y_true, y_pred, 255.0 if np.asarray(y_true).dtype == np.uint8 else 65535.0)
+
+
+def _encoder_factory():
+    from .model import EncoderGraph
+    from .recipe import load_codec
+
+    return EncoderGraph(load_codec(DEFAULT_MODEL))
+
+
+def _decoder_factory():
+    from .model import DecoderGraph
+    from .recipe import load_codec
+
+    return DecoderGraph(load_codec(DEFAULT_MODEL))
+
+
+def _calibration(n: int, seed: int):
+    from edgeret.data.oct import generate_oct
+
+    for i in range(n):  # never a training (0..) or benchmark (100_000..) seed
+        yield generate_oct(200_000 + seed * 10_000 + i, quality="good").image
+
+
+def _train(request: TrainRequest) -> Path:
+    from .recipe import train
+
+    return train(request)
+
+
+_METRICS = {"ms_ssim": _ms_ssim, "psnr": _psnr}
+
+
+def encoder_task() -> TaskPlugin:
+    return TaskPlugin(
+        name="codec-encoder",
+        modality="any",
+        description="Learned codec, device half: image -> latents (use `edgeret encode` for .ert files)",
+        inputs=(TensorSpec("image", ("batch", "channels", "height", "width"), "float32", (0.0, 1.0),
+                           "1 channel (OCT) or RGB (fundus), pixel / (2**bits - 1), H and W reflect-padded "
+                           "to multiples of 32"),),
+        outputs=tuple(TensorSpec(name, ("batch", "C", f"height/{s}", f"width/{s}"), "float32", None,
+                                 f"{what}; rounded (after the rate point's gain) by the runtime")
+                      for name, s, what in LATENTS),
+        preprocess=_encoder_preprocess,
+        postprocess=_encoder_postprocess,
+        image_kind=None,
+        default_model=WEIGHTS_DIR / f"{DEFAULT_MODEL}.encoder.onnx",
+        model_factory=_encoder_factory,
+        default_weights=WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt",
+        metrics=_METRICS,
+        calibration=_calibration,
+        train=_train,
+    )
+
+
+def decoder_task() -> TaskPlugin:
+    return TaskPlugin(
+        name="codec-decoder",
+        modality="any",
+        description="Learned codec, hub half: de-quantized latents -> image (use `edgeret decode`)",
+        inputs=tuple(TensorSpec(name, ("batch", "C", f"height/{s}", f"width/{s}"), "float32", None,
+                                f"{what}: symbols times the rate point's inverse gain")
+                     for name, s, what in LATENTS),
+        outputs=(TensorSpec("image", ("batch", "channels", "height", "width"), "float32", (0.0, 1.0),
+                            "reconstruction, cropped to the original size by the runtime"),),
+        preprocess=_decoder_preprocess,
+        postprocess=_decoder_postprocess,
+        default_model=WEIGHTS_DIR / f"{DEFAULT_MODEL}.decoder.onnx",
+        model_factory=_decoder_factory,
+        default_weights=WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt",
+        metrics=_METRICS,
+    )
+
+
+@hookimpl
+def edgeret_tasks() -> Iterable[TaskPlugin]:
+    yield encoder_task()
+    yield decoder_task()

@@ -1,0 +1,459 @@
+"""Rate-distortion benchmark of the learned codec against JPEG, JPEG 2000, WebP, AVIF and JPEG XL.
+
+    python tools/bench_codec.py [--quick] [--out benchmarks]
+
+Needs the `bench` extra (imagecodecs) and scikit-image (the real fundus photo).
+Image sets (none used in training; training used seeds 0..239, the export's
+validation 50_000..50_003):
+
+* ``oct``: held-out synthetic OCT B-scans, 640x1024 8-bit, seeds 100_000.. (quality
+  good, every 4th usable: the training mix);
+* ``fundus``: held-out synthetic fundus photographs, 512x512 RGB, seeds 100_000..;
+* ``retina``: ``skimage.data.retina()``, a real 1411x1411 fundus photograph.
+
+Ours runs the device path on ONNX Runtime: encoder graph, numpy quantization,
+entropy coding, the whole ``.ert`` stream (header included) is what is counted.
+bpp = file bits / pixels; compression ratio = raw bits (H x W x channels x 8) /
+file bits. Quality: PSNR and five-scale MS-SSIM (``plugins/tasks/codec/processing``;
+colour = mean over R, G, B). Curves average bpp and quality over each set per
+quality setting. BD-rate (Bjontegaard, piecewise-cubic (PCHIP) interpolation of
+log-rate over quality, integrated over the overlapping quality interval; MS-SSIM
+in dB, -10 log10(1 - MS-SSIM)) of ours against each classical codec: negative =
+ours needs fewer bits at equal quality. Timing: median over repeats on a
+512x512 image on this (shared) CPU; ours with ONNX Runtime's default threads,
+entropy coding included.
+
+Writes benchmarks/codec.json, benchmarks/codec.md and benchmarks/codec_rd_<set>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeret.bitstream import encode_stream  # noqa: E402
+from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
+from edgeret.reporting import markdown_table  # noqa: E402
+from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
+from edgeret_plugins.tasks.codec.processing import ms_ssim, psnr  # noqa: E402
+from edgeret_plugins.tasks.codec.recipe import BENCH_SEED, phantom  # noqa: E402
+
+CLASSICAL = {
+    # name: (settings swept, encode(image, setting) -> bytes, decode(bytes) -> array)
+    "JPEG": ([5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95], "jpeg"),
+    "JPEG 2000": ([22, 25, 28, 31, 34, 37, 40, 43, 46, 50], "j2k"),
+    "WebP": ([1, 5, 10, 20, 35, 50, 65, 80, 90, 97], "webp"),
+    "AVIF": ([2, 10, 20, 30, 40, 50, 60, 70, 80, 90], "avif"),
+    "JPEG XL": ([15.0, 10.0, 7.0, 5.0, 3.5, 2.5, 1.8, 1.2, 0.8, 0.5], "jxl"),
+}
+SETTING_NOTE = {"JPEG": "libjpeg quality", "JPEG 2000": "OpenJPEG PSNR target (dB), single layer",
+                "WebP": "libwebp quality, lossy (grey sent as R=G=B)",
+                "AVIF": "quality, speed 6 (grey sent as R=G=B)",
+                "JPEG XL": "butteraugli distance, effort 7"}
+TARGETS = {"oct_cr_at_0.99": 80.0, "oct_bd_j2k": -20.0, "fundus_bd_jpeg": -30.0, "fundus_bd_j2k": -10.0,
+           "encoder_ms": 50.0}
+
+
+def classical_codec(kind: str):
+    import imagecodecs as ic
+
+    def gray_as_rgb(x):
+        return np.repeat(x[:, :, None], 3, axis=2) if x.ndim == 2 else x
+
+    if kind == "jpeg":
+        return lambda x, s: ic.jpeg8_encode(x, level=int(s)), ic.jpeg8_decode
+    if kind == "j2k":
+        return (lambda x, s: ic.jpeg2k_encode(x, level=float(s), codecformat="j2k"), ic.jpeg2k_decode)
+    if kind == "webp":  # libwebp codes RGB only: grey is sent as R = G = B (flat chroma is nearly free)
+        def enc(x, s):
+            return ic.webp_encode(np.ascontiguousarray(gray_as_rgb(x)), level=int(s), lossless=False)
+        return enc, ic.webp_decode
+    if kind == "avif":  # imagecodecs codes a monochrome AVIF losslessly whatever the level: grey as RGB
+        return (lambda x, s: ic.avif_encode(np.ascontiguousarray(gray_as_rgb(x)), level=int(s), speed=6),
+                ic.avif_decode)
+    if kind == "jxl":
+        return lambda x, s: ic.jpegxl_encode(x, distance=float(s), effort=7), ic.jpegxl_decode
+    raise ValueError(kind)
+
+
+def measure(image: np.ndarray, decoded: np.ndarray, nbytes: int) -> dict:
+    decoded = decoded[:, :, 0] if image.ndim == 2 and decoded.ndim == 3 else decoded
+    h, w = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return {"bpp": nbytes * 8 / (h * w), "cr": h * w * channels * 8 / (nbytes * 8),
+            "psnr": psnr(image, decoded, 255.0), "ms_ssim": ms_ssim(image, decoded, 255.0)}
+
+
+def average(rows: list[dict]) -> dict:
+    out = {k: float(np.mean([r[k] for r in rows])) for k in ("bpp", "psnr", "ms_ssim")}
+    out["cr"] = float(np.mean([r["cr"] for r in rows]))
+    out["ms_ssim_min"] = float(np.min([r["ms_ssim"] for r in rows]))
+    return out
+
+
+def msssim_db(v: float) -> float:
+    return -10.0 * math.log10(max(1e-10, 1.0 - v))
+
+
+# --- Bjontegaard --------------------------------------------------------------------------
+
+
+def _monotone(rates, quals):
+    """Points sorted by rate, keeping only those that raise the quality (a usable curve)."""
+    pts = sorted(zip(rates, quals, strict=True))
+    keep = []
+    for r, q in pts:
+        if not keep or q > keep[-1][1] + 1e-9:
+            keep.append((r, q))
+    return [p[0] for p in keep], [p[1] for p in keep]
+
+
+def bd_rate(anchor_rates, anchor_q, test_rates, test_q) -> dict:
+    """Bjontegaard delta rate (%), piecewise-cubic (PCHIP) log-rate over quality.
+
+    Negative: the test codec needs that many percent fewer bits at equal quality,
+    averaged over the overlapping quality interval.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    ar, aq = _monotone(anchor_rates, anchor_q)
+    tr, tq = _monotone(test_rates, test_q)
+    if len(ar) < 2 or len(tr) < 2:
+        return {"bd_rate": None, "reason": "fewer than two monotone points"}
+    lo, hi = max(min(aq), min(tq)), min(max(aq), max(tq))
+    if hi <= lo:
+        return {"bd_rate": None, "reason": "quality ranges do not overlap"}
+    pa = PchipInterpolator(aq, np.log(ar))
+    pt = PchipInterpolator(tq, np.log(tr))
+    diff = (pt.integrate(lo, hi) - pa.integrate(lo, hi)) / (hi - lo)
+    return {"bd_rate": float((math.exp(diff) - 1) * 100), "overlap": [float(lo), float(hi)],
+            "test_points": len(tr), "anchor_points": len(ar)}
+
+
+def cr_at_msssim(points: list[dict], threshold: float = 0.99) -> float | None:
+    """Highest compression ratio at which the mean MS-SSIM is still >= threshold.
+
+    Walks the curve from the lowest rate up and interpolates the first crossing
+    linearly in log-rate; when even the lowest rate passes, that point's CR
+    (a lower bound) is returned.
+    """
+    pts = sorted(points, key=lambda p: p["bpp"])
+    if not pts:
+        return None
+    if pts[0]["ms_ssim"] >= threshold:
+        return pts[0]["cr"]
+    for a, b in zip(pts, pts[1:], strict=False):
+        if a["ms_ssim"] < threshold <= b["ms_ssim"]:
+            t = (threshold - a["ms_ssim"]) / (b["ms_ssim"] - a["ms_ssim"])
+            bpp = math.exp(math.log(a["bpp"]) + t * (math.log(b["bpp"]) - math.log(a["bpp"])))
+            return a["cr"] * a["bpp"] / bpp
+    return None
+
+
+# --- running the codecs -------------------------------------------------------------------
+
+
+def ours_points(session: CodecSession, catalog: CodecCatalog, images, modality: str, progress) -> dict:
+    curves = {}
+    for model in catalog.models.values():
+        if model.modality != modality:
+            continue
+        points = []
+        for rate in sorted(model.rates, key=lambda r: r.nominal_bpp):
+            rows = []
+            for image in images:
+                enc = session.encode(image, model, rate)
+                data = encode_stream(enc.header, enc.payloads)
+                dec = session.decode_bytes(data)
+                rows.append(measure(image, dec.image, len(data)))
+            points.append({"setting": rate.id, **average(rows)})
+            progress(f"  ours {rate.id}: {points[-1]['bpp']:.4f} bpp, MS-SSIM {points[-1]['ms_ssim']:.4f}, "
+                     f"PSNR {points[-1]['psnr']:.2f}")
+        label = f"ours {model.variant}"
+        curves[label] = {"model": model.name, "points": points}
+    return curves
+
+
+def classical_points(images, progress, quick: bool) -> dict:
+    curves = {}
+    for name, (settings, kind) in CLASSICAL.items():
+        enc, dec = classical_codec(kind)
+        points = []
+        for s in (settings[::2] if quick else settings):
+            rows = []
+            for image in images:
+                data = enc(image, s)
+                rows.append(measure(image, dec(data), len(data)))
+            points.append({"setting": s, **average(rows)})
+        progress(f"  {name}: {len(points)} settings, {points[0]['bpp']:.3f}..{points[-1]['bpp']:.3f} bpp")
+        curves[name] = {"setting": SETTING_NOTE[name], "points": points}
+    return curves
+
+
+def timing(session: CodecSession, catalog: CodecCatalog, repeats: int) -> dict:
+    """ms per 512x512 image: ours (per model, middle rate) and each classical codec (middle setting)."""
+    oct_img = phantom("oct", BENCH_SEED + 999)[0][64:576, 256:768]
+    fundus_img = phantom("fundus", BENCH_SEED + 999, size=512)[0]
+    out = {}
+    single = CodecSession(catalog, session.backend, threads=1)
+    for model in catalog.models.values():
+        img = oct_img if model.modality == "oct" else fundus_img
+        rate = sorted(model.rates, key=lambda r: r.nominal_bpp)[len(model.rates) // 2]
+        enc_t, dec_t, cpu_t = [], [], []
+        for _ in range(repeats + 1):
+            enc = session.encode(img, model, rate)
+            data = encode_stream(enc.header, enc.payloads)
+            t0 = time.perf_counter()
+            dec = session.decode_bytes(data)
+            dec_t.append((time.perf_counter() - t0) * 1000)
+            enc_t.append(enc.seconds * 1000)
+            assert dec.image.shape == img.shape
+            single.encode(img, model, rate)  # loads the graph once, then warm
+            c0 = time.process_time()
+            single.encode(img, model, rate)
+            cpu_t.append((time.process_time() - c0) * 1000)
+        out[f"ours {model.name}"] = {
+            "encode_ms": statistics.median(enc_t[1:]), "encode_ms_min": min(enc_t[1:]),
+            "decode_ms": statistics.median(dec_t[1:]), "decode_ms_min": min(dec_t[1:]),
+            "encode_cpu_ms_1thread": statistics.median(cpu_t[1:]),
+            "rate": rate.id, "image": "oct" if model.modality == "oct" else "fundus"}
+    for name, (settings, kind) in CLASSICAL.items():
+        enc, dec = classical_codec(kind)
+        s = settings[len(settings) // 2]
+        for label, img in (("oct", oct_img), ("fundus", fundus_img)):
+            enc_t, dec_t = [], []
+            for _ in range(repeats + 1):
+                t0 = time.perf_counter()
+                data = enc(img, s)
+                t1 = time.perf_counter()
+                dec(data)
+                t2 = time.perf_counter()
+                enc_t.append((t1 - t0) * 1000)
+                dec_t.append((t2 - t1) * 1000)
+            out[f"{name} ({label})"] = {"encode_ms": statistics.median(enc_t[1:]),
+                                        "encode_ms_min": min(enc_t[1:]),
+                                        "decode_ms": statistics.median(dec_t[1:]),
+                                        "decode_ms_min": min(dec_t[1:]), "setting": s, "image": label}
+    return out
+
+
+# --- plots (cv2: no matplotlib on the runtime path) -----------------------------------------
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+COLORS = {"ours factorized": (40, 40, 220), "ours paper": (180, 40, 200), "JPEG": (60, 60, 60),
+          "JPEG 2000": (40, 150, 40), "WebP": (200, 120, 0), "AVIF": (0, 140, 230), "JPEG XL": (150, 150, 0)}
+
+
+def _panel(curves: dict, key: str, title: str, w=640, h=480) -> np.ndarray:
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 20, 40, 50
+    curves = {k: {"points": [p for p in c["points"] if math.isfinite(p["psnr"]) and p["ms_ssim"] < 1]}
+              for k, c in curves.items()}
+    xs = [p["bpp"] for c in curves.values() for p in c["points"]]
+    ys = [(msssim_db(p["ms_ssim"]) if key == "ms_ssim" else p["psnr"]) for c in curves.values()
+          for p in c["points"]]
+    x0, x1 = math.log10(max(min(xs), 1e-3)), math.log10(max(xs))
+    y0, y1 = min(ys), max(ys)
+    x0, x1 = x0 - 0.05, x1 + 0.05
+    y0, y1 = y0 - 0.5, y1 + 0.5
+
+    def px(b, q):
+        return (int(left + (math.log10(max(b, 1e-3)) - x0) / (x1 - x0) * (w - left - right)),
+                int(h - bottom - (q - y0) / (y1 - y0) * (h - top - bottom)))
+
+    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
+    for e in range(math.floor(x0), math.ceil(x1) + 1):
+        for m in (1, 2, 5):
+            v = m * 10.0**e
+            if x0 <= math.log10(v) <= x1:
+                x, _ = px(v, y0)
+                cv2.line(img, (x, h - bottom), (x, h - bottom + 5), (0, 0, 0), 1)
+                cv2.putText(img, f"{v:g}", (x - 12, h - bottom + 20), FONT, 0.4, (0, 0, 0), 1)
+    step = max(1, round((y1 - y0) / 8))
+    for v in range(math.ceil(y0), math.floor(y1) + 1, step):
+        _, y = px(10**x0, v)
+        cv2.line(img, (left - 5, y), (left, y), (0, 0, 0), 1)
+        cv2.putText(img, f"{v}", (left - 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
+    cv2.putText(img, "bits per pixel (log)", (w // 2 - 60, h - 12), FONT, 0.45, (0, 0, 0), 1)
+    for i, (name, curve) in enumerate(curves.items()):
+        color = COLORS.get(name, (100, 100, 100))
+        pts = sorted(curve["points"], key=lambda p: p["bpp"])
+        xy = [px(p["bpp"], msssim_db(p["ms_ssim"]) if key == "ms_ssim" else p["psnr"]) for p in pts]
+        for a, b in zip(xy, xy[1:], strict=False):
+            cv2.line(img, a, b, color, 2, cv2.LINE_AA)
+        for p in xy:
+            cv2.circle(img, p, 3, color, -1, cv2.LINE_AA)
+        cv2.putText(img, name, (w - right - 130, h - bottom - 12 - 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                    color, 1, cv2.LINE_AA)
+    return img
+
+
+def plot(curves: dict, title: str, path: Path) -> None:
+    a = _panel(curves, "ms_ssim", f"{title}: MS-SSIM (dB) vs bpp")
+    b = _panel(curves, "psnr", f"{title}: PSNR (dB) vs bpp")
+    rgb = np.concatenate([a, b], axis=1)
+    cv2.imwrite(str(path), rgb)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    parser.add_argument("--n", type=int, default=6, help="images per synthetic set")
+    parser.add_argument("--repeats", type=int, default=10, help="timing repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer images and settings (a smoke run)")
+    args = parser.parse_args(argv)
+    from skimage import data as skdata
+
+    from edgeret.host import Host
+
+    def progress(msg: str) -> None:
+        print(msg, flush=True)
+
+    n = 2 if args.quick else args.n
+    host = Host()
+    backend = host.backend("onnxruntime")
+    catalog = CodecCatalog(WEIGHTS_DIR)
+    session = CodecSession(catalog, backend)
+    sets = {
+        "oct": ("oct", [phantom("oct", BENCH_SEED + i)[0] for i in range(n)],
+                f"{n} held-out synthetic OCT B-scans (640x1024, 8-bit, seeds {BENCH_SEED}..)"),
+        "fundus": ("fundus", [phantom("fundus", BENCH_SEED + i, size=512)[0] for i in range(n)],
+                   f"{n} held-out synthetic fundus photographs (512x512 RGB, seeds {BENCH_SEED}..)"),
+        "retina": ("fundus", [skdata.retina()], "skimage.data.retina() (real, 1411x1411 RGB)"),
+    }
+    load0 = os.getloadavg()
+    results = {"sets": {}, "load_average_start": load0, "machine": platform.processor() or platform.machine(),
+               "cpus": os.cpu_count()}
+    for key, (modality, images, what) in sets.items():
+        progress(f"{key}: {what}")
+        curves = ours_points(session, catalog, images, modality, progress)
+        curves.update(classical_points(images, progress, args.quick))
+        bd = {}
+        for ours in [k for k in curves if k.startswith("ours")]:
+            for name in CLASSICAL:
+                o, c = curves[ours]["points"], curves[name]["points"]
+                bd[f"{ours} vs {name}"] = {
+                    "ms_ssim_db": bd_rate([p["bpp"] for p in c], [msssim_db(p["ms_ssim"]) for p in c],
+                                          [p["bpp"] for p in o], [msssim_db(p["ms_ssim"]) for p in o]),
+                    "psnr": bd_rate([p["bpp"] for p in c], [p["psnr"] for p in c],
+                                    [p["bpp"] for p in o], [p["psnr"] for p in o]),
+                }
+        cr99 = {name: cr_at_msssim(c["points"]) for name, c in curves.items()}
+        results["sets"][key] = {"description": what, "curves": curves, "bd_rate": bd,
+                                "cr_at_ms_ssim_0.99": cr99}
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(curves, key, args.out / f"codec_rd_{key}.png")
+    progress("timing (512x512)")
+    results["timing_512"] = timing(session, catalog, 3 if args.quick else args.repeats)
+    results["load_average_end"] = os.getloadavg()
+    results["targets"] = targets(results)
+    (args.out / "codec.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "codec.md").write_text(report(results))
+    for t in results["targets"]:
+        progress(f"target {t['target']}: {t['status']} ({t['detail']})")
+    return 0
+
+
+def _bd(results, key, ours, anchor):
+    entry = results["sets"][key]["bd_rate"].get(f"ours {ours} vs {anchor}")
+    return None if entry is None else entry["ms_ssim_db"]["bd_rate"]
+
+
+def targets(results: dict) -> list[dict]:
+    out = []
+
+    def add(name, value, goal, lower_is_better, unit):
+        if value is None:
+            out.append({"target": name, "status": "MISSED", "value": None,
+                        "detail": "not reached on the measured range"})
+            return
+        met = value <= goal if lower_is_better else value >= goal
+        margin = (goal - value) if lower_is_better else (value - goal)
+        out.append({"target": name, "status": "met" if met else "MISSED", "value": value, "goal": goal,
+                    "detail": f"{value:.1f}{unit} vs {'<=' if lower_is_better else '>='} {goal:g}{unit}, "
+                              f"margin {margin:+.1f}{unit}"})
+
+    cr = results["sets"]["oct"]["cr_at_ms_ssim_0.99"]
+    best = max((v for k, v in cr.items() if k.startswith("ours") and v is not None), default=None)
+    add("OCT: MS-SSIM >= 0.99 at compression ratio >= 80 (best of ours)", best, TARGETS["oct_cr_at_0.99"],
+        False, "")
+    add("OCT: BD-rate (MS-SSIM) vs JPEG 2000 <= -20%", _bd(results, "oct", "factorized", "JPEG 2000"),
+        TARGETS["oct_bd_j2k"], True, "%")
+    for key, label in (("fundus", "synthetic fundus"), ("retina", "real fundus photo")):
+        add(f"{label}: BD-rate (MS-SSIM) vs JPEG <= -30%", _bd(results, key, "factorized", "JPEG"),
+            TARGETS["fundus_bd_jpeg"], True, "%")
+        add(f"{label}: BD-rate (MS-SSIM) vs JPEG 2000 <= -10%", _bd(results, key, "factorized", "JPEG 2000"),
+            TARGETS["fundus_bd_j2k"], True, "%")
+    for name, t in results["timing_512"].items():
+        if name.startswith("ours"):
+            add(f"encoder {name.removeprefix('ours ')} 512x512 on ONNX Runtime <= 50 ms (median)",
+                t["encode_ms"], TARGETS["encoder_ms"], True, " ms")
+            out[-1]["detail"] += (f"; fastest run {t['encode_ms_min']:.1f} ms; "
+                                  f"{t['encode_cpu_ms_1thread']:.1f} ms CPU on one thread")
+    return out
+
+
+def _f(v, fmt="{:.2f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def report(results: dict) -> str:
+    lines = ["# Learned codec: rate-distortion benchmark", "",
+             "Written by `tools/bench_codec.py` (see its docstring for the protocol). "
+             f"CPU: {results['cpus']} cores, shared; load average at start "
+             f"{results['load_average_start'][0]:.1f}, at end {results['load_average_end'][0]:.1f} "
+             "(timings are medians on a loaded machine).", "", "## Targets", ""]
+    lines.append(markdown_table(["target", "status", "detail"],
+                                [[t["target"], t["status"], t["detail"]] for t in results["targets"]]))
+    for key, s in results["sets"].items():
+        lines += ["", f"## {key}: {s['description']}", "", "Mean over the set per setting.", ""]
+        rows = []
+        for name, c in s["curves"].items():
+            for p in c["points"]:
+                rows.append([name, p["setting"], f"{p['bpp']:.4f}", f"{p['cr']:.1f}", f"{p['psnr']:.2f}",
+                             f"{p['ms_ssim']:.4f}", f"{p['ms_ssim_min']:.4f}"])
+        lines.append(markdown_table(["codec", "setting", "bpp", "CR", "PSNR dB", "MS-SSIM", "min MS-SSIM"],
+                                    rows))
+        lines += ["", "BD-rate of ours (negative = fewer bits at equal quality):", ""]
+        brow = []
+        for k, v in s["bd_rate"].items():
+            m, p = v["ms_ssim_db"], v["psnr"]
+            brow.append([k, _f(m["bd_rate"], "{:+.1f}%") if m["bd_rate"] is not None else m.get("reason"),
+                         _f(p["bd_rate"], "{:+.1f}%") if p["bd_rate"] is not None else p.get("reason")])
+        lines.append(markdown_table(["ours vs", "BD-rate (MS-SSIM dB)", "BD-rate (PSNR)"], brow))
+        lines += ["", "Compression ratio at which the mean MS-SSIM is still >= 0.99:", ""]
+        lines.append(markdown_table(["codec", "CR at MS-SSIM 0.99"],
+                                    [[k, _f(v, "{:.1f}")] for k, v in s["cr_at_ms_ssim_0.99"].items()]))
+        lines += ["", f"![RD {key}](codec_rd_{key}.png)"]
+    lines += ["", "## Time per 512x512 image (ms, median / min)", ""]
+    lines.append(markdown_table(
+        ["codec", "image", "setting", "encode", "decode", "encode CPU ms, 1 thread"],
+        [[k, t["image"], t.get("rate", t.get("setting")), f"{t['encode_ms']:.1f} / {t['encode_ms_min']:.1f}",
+          f"{t['decode_ms']:.1f} / {t['decode_ms_min']:.1f}", _f(t.get("encode_cpu_ms_1thread"), "{:.1f}")]
+         for k, t in results["timing_512"].items()]))
+    lines += ["", "Encode/decode: wall-clock median / min with ONNX Runtime's default threads (2) on the "
+              "shared machine; ours includes quantization and entropy coding. The last column is the "
+              "process CPU time of one encode with a single ORT thread, which the load on the machine "
+              "affects much less than the wall-clock time."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
