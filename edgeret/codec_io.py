@@ -351,24 +351,10 @@ class CodecSession:
                source: str = "<array>") -> Encoded:
         image = image_for(model, image, source)
         bit_depth = 8 if image.dtype == np.uint8 else 16
-        h, w = image.shape[:2]
         self._runner(model.encoder_path)  # load outside the timing
         start = time.perf_counter()
         ys = self.latents(model, image, bit_depth)
-        symbols, payloads, infos = [], [], []
-        for i, (y, shape) in enumerate(zip(ys, model.latent_shapes(h, w), strict=True)):
-            if tuple(y.shape[1:]) != shape:
-                raise EdgeretError(f"codec {model.name}: encoder output {LATENT_NAMES[i]} has shape "
-                                   f"{y.shape[1:]}, expected {shape}")
-            q = quantize(y, None if rate.gains is None else rate.gains[i], rate.lo[i], rate.hi[i])
-            symbols.append(q)
-            payloads.append(encode_symbols(q, rate.tables[i]))
-            infos.append(LatentInfo(shape, rate.tables[i].table_id))
-        seconds = time.perf_counter() - start
-        header = Header(codec=rate.id, model_name=rate.model_name, model_hash=rate.model_hash,
-                        height=h, width=w, channels=model.channels, bit_depth=bit_depth,
-                        modality=model.modality, latents=tuple(infos))
-        return Encoded(header, payloads, symbols, model, rate, seconds)
+        return encode_latents(ys, image.shape, bit_depth, model, rate, start)
 
     def lookup(self, header: Header, source: str, codec: str | None = None) -> tuple[CodecModel, RatePoint]:
         """The rate point that decodes this header (``codec`` forces one); wrong model -> error."""
@@ -412,6 +398,28 @@ class CodecSession:
         out = runner.run(feeds)
         image = from_model_output(out["image"], header.height, header.width, header.bit_depth)
         return Decoded(image, header, symbols, rate, time.perf_counter() - start)
+
+
+def encode_latents(ys: Sequence[np.ndarray], image_shape: Sequence[int], bit_depth: int, model: CodecModel,
+               rate: RatePoint, start: float | None = None) -> Encoded:
+    """Quantize and entropy-code latents y0..y3 however they were computed (the plugin's ONNX encoder,
+    or an exported one from a device bundle: INT8, OpenVINO, LiteRT) into one stream's parts."""
+    start = time.perf_counter() if start is None else start
+    h, w = image_shape[:2]
+    symbols, payloads, infos = [], [], []
+    for i, (y, shape) in enumerate(zip(ys, model.latent_shapes(h, w), strict=True)):
+        if tuple(y.shape[1:]) != shape:
+            raise EdgeretError(f"codec {model.name}: encoder output {LATENT_NAMES[i]} has shape "
+                               f"{y.shape[1:]}, expected {shape}")
+        q = quantize(y, None if rate.gains is None else rate.gains[i], rate.lo[i], rate.hi[i])
+        symbols.append(q)
+        payloads.append(encode_symbols(q, rate.tables[i]))
+        infos.append(LatentInfo(shape, rate.tables[i].table_id))
+    seconds = time.perf_counter() - start
+    header = Header(codec=rate.id, model_name=rate.model_name, model_hash=rate.model_hash,
+                    height=h, width=w, channels=model.channels, bit_depth=bit_depth,
+                    modality=model.modality, latents=tuple(infos))
+    return Encoded(header, payloads, symbols, model, rate, seconds)
 
 
 def write_encoded(path: str | Path, encoded: Encoded) -> Path:

@@ -77,6 +77,23 @@ class EvalRequest:
 
 
 @dataclass(frozen=True)
+class ExportScore:
+    """A task's own export-gate metric, for tasks whose quality needs more than their outputs alone.
+
+    `score(raw_image, outputs, task)` gets one held-out raw image (as the task's `calibration` or
+    the phantom generator made it), the model's outputs for it (batch of 1) and the task as the
+    device profile sized it, and returns a figure
+    where higher is better, e.g. the codec's round-trip PSNR through the hub decoder. The export
+    gate averages it over the held-out set for fp32 and for the exported model; the export fails
+    when the drop exceeds `allowed_drop` (None: the gate's default for the unit, 0.2 dB)."""
+
+    name: str
+    unit: str  # "dB" or "points"
+    score: Callable[[np.ndarray, Mapping[str, np.ndarray], TaskPlugin], float]
+    allowed_drop: float | None = None
+
+
+@dataclass(frozen=True)
 class TaskPlugin:
     """A task: what it reads, how to prepare it, how to read the model's answer.
 
@@ -106,6 +123,9 @@ class TaskPlugin:
     # Build host only; both import torch when called, never at registration.
     train: Callable[[TrainRequest], Path] | None = None
     evaluate: Callable[[EvalRequest], dict[str, Any]] | None = None
+    # Export gate metric computed from the raw held-out image and the outputs (None: the gate
+    # derives one from the output specs: class metric, PSNR, or PSNR vs fp32).
+    export_score: ExportScore | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

@@ -2,8 +2,10 @@
 
 Grows with the pipeline: today it lists plugins and device profiles, resolves
 the `jetson` alias, generates labelled fundus and OCT phantoms in the layout
-the training/eval readers take, reads them back, and grades them with the
-committed quality and DR models on ONNX Runtime.
+the training/eval readers take, reads them back, grades them with the
+committed quality and DR models on ONNX Runtime, restores a capture (denoise,
+x2 super-resolution), encodes captures to `.ert` streams on the device side and
+decodes them as the hub would.
 """
 
 from __future__ import annotations
@@ -41,4 +43,14 @@ if __name__ == "__main__":
     step("grade fundus capture quality on ONNX Runtime (no torch)", "run", "quality-fundus", *fundus)
     step("quality-guided DR grading: poor captures say 'retake'", "run", "dr-grade", *fundus)
     step("OCT quality with the paper's sub-labels", "run", "quality-oct", *octs)
+    step("denoise a fundus capture (DnCNN, tiled)", "run", "denoise", fundus[0],
+         "-o", str(OUT / "restored" / "denoised.png"))
+    step("x2 super-resolution (LapSRN)", "run", "sr", fundus[0], "--scale", "2",
+         "-o", str(OUT / "restored" / "x2.png"))
+    step("device: encode an OCT B-scan to the learned codec's bitstream", "encode", octs[0],
+         "-o", str(OUT / "streams" / "scan.ert"))
+    step("device: encode a fundus photograph", "encode", fundus[0], "-o", str(OUT / "streams" / "photo.ert"))
+    for name in ("scan", "photo"):
+        step("hub: decode the stream", "decode", str(OUT / "streams" / f"{name}.ert"),
+             "-o", str(OUT / "decoded" / f"{name}.png"))
     print(f"\ndemo finished: outputs under {OUT}/")

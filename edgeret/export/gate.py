@@ -115,6 +115,8 @@ class HeldOut:
     truth: np.ndarray | None  # class code per image (-1 unknown), or None
     source: str
     targets: Feeds | None = None  # restoration tasks: the clean image, preprocessed like the input
+    raw: list[np.ndarray] | None = None  # tasks with an export_score: the raw images, as generated
+    task: TaskPlugin | None = None  # the task as sized for the device (for export_score)
 
 
 def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bool = True) -> HeldOut:
@@ -123,9 +125,10 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
     Tasks without labels (image-to-image) use at most IMAGE_HELDOUT_CAP images."""
     from edgeret.data.synth import ROW_MAKERS, SynthRequest
 
-    if task.modality not in ROW_MAKERS:
+    phantoms = task.modality in ROW_MAKERS
+    if not phantoms and task.calibration is None:
         raise EdgeretError(f"task '{task.name}' has modality '{task.modality}': edgeret has no phantom "
-                           "generator for its held-out set")
+                           "generator for its held-out set, and the task has no calibration sampler")
     if n < 1:
         raise EdgeretError(f"the held-out set needs at least 1 image, got {n}")
     if not task.labels:
@@ -134,9 +137,14 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
     feeds, truth = Feeds([s.name for s in task.inputs]), []
     degrade = DEGRADATIONS.get(task.name)
     targets = Feeds([task.inputs[0].name]) if degrade else None
+    raw: list[np.ndarray] | None = [] if task.export_score else None
     key = TRUTH_KEYS.get(task.name)
+    # modality "any": the task's own sampler, at the held-out seed (its calibration uses others)
+    sampled = None if phantoms else iter(task.calibration(n, seed))
     for i in Progress(range(n), f"{task.name}: held-out set", total=n, enabled=progress):
-        image, labels = ROW_MAKERS[task.modality](request, i)
+        image, labels = ROW_MAKERS[task.modality](request, i) if phantoms else (next(sampled), {})
+        if raw is not None:
+            raw.append(image)
         if degrade is not None:
             targets.append(task.preprocess(image, task))
             image = degrade(image, int(labels.get("seed", i)))
@@ -145,15 +153,17 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
     codes = np.asarray(truth)
     first = seed * 1_000_000
     source = (f"{n} synthetic {task.modality} phantoms (edgeret.data.synth set seed {seed}: "
-              f"phantom seeds {first}..{first + n - 1})")
+              f"phantom seeds {first}..{first + n - 1})" if phantoms else
+              f"{n} images from the task's sampler {task.calibration.__module__}."
+              f"{task.calibration.__qualname__}(n={n}, seed={seed})")
     if degrade is not None:
         source += f", degraded by the task's own noise model ({task.name})"
-    return HeldOut(feeds, codes if key else None, source, targets)
+    return HeldOut(feeds, codes if key else None, source, targets, raw, task)
 
 
 @dataclass(frozen=True)
 class GateRule:
-    kind: str  # "class", "image" or "fidelity"
+    kind: str  # "class", "image", "fidelity" or "score" (the task's ExportScore)
     output: str  # the output the gate reads
     metric: str  # name shown and stored
     unit: str  # "points" or "dB"
@@ -164,6 +174,12 @@ class GateRule:
 
 
 def gate_rule(task: TaskPlugin, max_drop: float | None = None) -> GateRule:
+    if task.export_score is not None:  # the task's own metric (e.g. the codec's round trip)
+        own = task.export_score
+        allowed = max_drop if max_drop is not None else own.allowed_drop
+        if allowed is None:
+            allowed = IMAGE_ALLOWED_DB if own.unit == "dB" else CLASS_ALLOWED_POINTS
+        return GateRule("score", task.outputs[0].name, own.name, own.unit, allowed, own.score)
     n_labels = len(task.labels)
     for spec in task.outputs:
         if n_labels and isinstance(spec.shape[-1], int) and spec.shape[-1] == n_labels:
@@ -249,6 +265,20 @@ def evaluate_gate(rule: GateRule, heldout: HeldOut, fp32: Mapping[str, np.ndarra
                             bool(drop <= rule.allowed + 1e-9), agreement)
         result.extra = {"ground_truth": "synthetic labels" if known else "none (agreement with fp32)"}
         return result
+    if rule.kind == "score":
+        task = heldout.task
+        if heldout.raw is None or len(heldout.raw) != n or task is None:
+            raise EdgeretError(f"gate '{rule.metric}' needs the held-out raw images")
+
+        def mean_score(outputs: Mapping[str, np.ndarray]) -> float:
+            return float(np.mean([rule.function(heldout.raw[i], {k: np.asarray(v)[i:i + 1]
+                                                                  for k, v in outputs.items()}, task)
+                                  for i in range(n)]))
+
+        before, after = mean_score(fp32), mean_score(exported)
+        drop = before - after
+        return GateResult(precision, backend, rule, n, before, after, drop, bool(drop <= rule.allowed + 1e-9),
+                          None, {"target": "the task's own export score"})
     if rule.kind == "image":
         clean = heldout.targets is not None
         source = heldout.targets if clean else heldout.feeds

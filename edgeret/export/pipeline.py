@@ -139,11 +139,18 @@ def task_with_input_size(task: TaskPlugin, size: Sequence[int] | None) -> TaskPl
     if size is None or len(first.shape) != 4 or tuple(first.shape[2:]) == tuple(size):
         return task
     old = tuple(first.shape[2:])
+    symbolic = {"height": size[0], "width": size[1]}
+
+    def sized(dim: Any) -> Any:  # "height" -> H, "width/32" -> W // 32 (the profile gives the image size)
+        base, _, div = dim.partition("/") if isinstance(dim, str) else ("", "", "")
+        if base in symbolic and (not div or div.isdigit()):
+            return symbolic[base] // int(div) if div else symbolic[base]
+        return dim
 
     def resize(spec: TensorSpec) -> TensorSpec:
-        if len(spec.shape) == 4 and tuple(spec.shape[2:]) == old:
+        if len(spec.shape) == 4 and tuple(spec.shape[2:]) == old and all(isinstance(d, int) for d in old):
             return dataclasses.replace(spec, shape=(*spec.shape[:2], *size))
-        return spec
+        return dataclasses.replace(spec, shape=tuple(sized(d) for d in spec.shape))
 
     return dataclasses.replace(task, inputs=tuple(resize(s) for s in task.inputs),
                                outputs=tuple(resize(s) for s in task.outputs))
@@ -158,8 +165,9 @@ def why_not_exportable(task: TaskPlugin, profile: DeviceProfile) -> str | None:
         return f"task '{task.name}' has no model_factory (no torch model to export)"
     if task.default_weights is None or not Path(task.default_weights).is_file():
         return f"task '{task.name}': default weights {task.default_weights} not found (not trained yet?)"
-    if task.modality not in ("fundus", "oct"):
-        return f"task '{task.name}': no phantom generator for modality '{task.modality}' (held-out set)"
+    if task.modality not in ("fundus", "oct") and task.calibration is None:
+        return (f"task '{task.name}': no phantom generator for modality '{task.modality}' and no "
+                "calibration sampler (held-out set)")
     return None
 
 
@@ -179,8 +187,10 @@ def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
         raise EdgeretError(f"task '{task.name}': weights {weights} not found")
     net = task.model_factory()
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        if hasattr(net, "load_weights"):  # weights in the task's own format (e.g. the codec's)
+            net.load_weights(weights)
+        else:
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as exc:
         raise NotExportable(f"{weights}: cannot load into task '{task.name}''s model "
                            f"({str(exc).splitlines()[0]})") from None

@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.errors import InputError
 from edgeret.hookspecs import hookimpl
-from edgeret.registrations import TaskPlugin, TensorSpec, TrainRequest
+from edgeret.registrations import ExportScore, TaskPlugin, TensorSpec, TrainRequest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "oct-factorized"
 LATENTS = (("y0", 32, "main latent, stride 32"), ("y1", 16, "skip from encoder layer 5, stride 16"),
            ("y2", 8, "skip from encoder layer 4, stride 8"), ("y3", 4, "skip from encoder layer 3, stride 4"))
+# the default model's latent channels (codec_models.json: latent_channels; a test checks they agree)
+DEFAULT_LATENT_CHANNELS = (32, 16, 8, 4)
 
 
 @lru_cache(maxsize=1)
@@ -46,10 +47,13 @@ def catalog():
 
 
 def _encoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
+    """Image -> encoder input; a device profile's static size crops/pads to it (export_checks)."""
     from edgeret.codec_io import image_for, to_model_input
 
+    from .export_checks import fit_to_input, static_size
+
     model = catalog().models[DEFAULT_MODEL]
-    image = image_for(model, np.asarray(image), "<array>")
+    image = fit_to_input(image_for(model, np.asarray(image), "<array>"), static_size(task))
     return {"image": to_model_input(image, 8 if image.dtype == np.uint8 else 16)}
 
 
@@ -70,8 +74,23 @@ def _encoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) ->
 
 
 def _decoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
-    raise InputError("<array>", "codec-decoder reads .ert streams, not images: "
-                                "use `edgeret decode FILE.ert -o OUT.png`")
+    """What the hub decoder is fed for an image: the shipped fp32 encoder's de-quantized symbols
+    (export calibration and gate). To decode files use `edgeret decode FILE.ert -o OUT.png`."""
+    from .export_checks import decoder_feed
+
+    return decoder_feed(image, task)
+
+
+def _encoder_score(raw: np.ndarray, outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> float:
+    from .export_checks import encoder_round_trip_psnr
+
+    return encoder_round_trip_psnr(raw, outputs, task)
+
+
+def _decoder_score(raw: np.ndarray, outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> float:
+    from .export_checks import decoder_psnr
+
+    return decoder_psnr(raw, outputs, task)
 
 
 def _decoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
@@ -129,9 +148,9 @@ def encoder_task() -> TaskPlugin:
         inputs=(TensorSpec("image", ("batch", "channels", "height", "width"), "float32", (0.0, 1.0),
                            "1 channel (OCT) or RGB (fundus), pixel / (2**bits - 1), H and W reflect-padded "
                            "to multiples of 32"),),
-        outputs=tuple(TensorSpec(name, ("batch", "C", f"height/{s}", f"width/{s}"), "float32", None,
+        outputs=tuple(TensorSpec(name, ("batch", c, f"height/{s}", f"width/{s}"), "float32", None,
                                  f"{what}; rounded (after the rate point's gain) by the runtime")
-                      for name, s, what in LATENTS),
+                      for (name, s, what), c in zip(LATENTS, DEFAULT_LATENT_CHANNELS, strict=True)),
         preprocess=_encoder_preprocess,
         postprocess=_encoder_postprocess,
         image_kind=None,
@@ -141,6 +160,7 @@ def encoder_task() -> TaskPlugin:
         metrics=_METRICS,
         calibration=_calibration,
         train=_train,
+        export_score=ExportScore("round_trip_psnr", "dB", _encoder_score),
     )
 
 
@@ -149,17 +169,20 @@ def decoder_task() -> TaskPlugin:
         name="codec-decoder",
         modality="any",
         description="Learned codec, hub half: de-quantized latents -> image (use `edgeret decode`)",
-        inputs=tuple(TensorSpec(name, ("batch", "C", f"height/{s}", f"width/{s}"), "float32", None,
+        inputs=tuple(TensorSpec(name, ("batch", c, f"height/{s}", f"width/{s}"), "float32", None,
                                 f"{what}: symbols times the rate point's inverse gain")
-                     for name, s, what in LATENTS),
-        outputs=(TensorSpec("image", ("batch", "channels", "height", "width"), "float32", (0.0, 1.0),
-                            "reconstruction, cropped to the original size by the runtime"),),
+                     for (name, s, what), c in zip(LATENTS, DEFAULT_LATENT_CHANNELS, strict=True)),
+        outputs=(TensorSpec("image", ("batch", 1, "height", "width"), "float32", (0.0, 1.0),
+                            "reconstruction (1 channel: the default OCT model), cropped to the original "
+                            "size by the runtime"),),
         preprocess=_decoder_preprocess,
         postprocess=_decoder_postprocess,
         default_model=WEIGHTS_DIR / f"{DEFAULT_MODEL}.decoder.onnx",
         model_factory=_decoder_factory,
         default_weights=WEIGHTS_DIR / f"{DEFAULT_MODEL}.pt",
         metrics=_METRICS,
+        calibration=_calibration,
+        export_score=ExportScore("round_trip_psnr", "dB", _decoder_score),
     )
 
 

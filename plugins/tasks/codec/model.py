@@ -234,12 +234,24 @@ class Codec(nn.Module):
         return self.decoder(*ys_hat), bits
 
 
+def load_shipped(path) -> Codec:
+    """A shipped ``.pt`` ({config, state_dict} with fp16 weights) as an fp32 Codec."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = Codec(CodecConfig.from_dict(state["config"]))
+    model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+    return model.eval()
+
+
 class EncoderGraph(nn.Module):
     """What the encoder ONNX computes: image -> y0, y1, y2, y3 (continuous)."""
 
     def __init__(self, codec: Codec) -> None:
         super().__init__()
         self.encoder = codec.encoder
+
+    def load_weights(self, path) -> None:
+        """`edgeret export` loads the task's default_weights (a whole shipped codec) through this."""
+        self.encoder.load_state_dict(load_shipped(path).encoder.state_dict())
 
     def forward(self, image):
         return self.encoder(image)
@@ -251,6 +263,9 @@ class DecoderGraph(nn.Module):
     def __init__(self, codec: Codec) -> None:
         super().__init__()
         self.decoder = codec.decoder
+
+    def load_weights(self, path) -> None:
+        self.decoder.load_state_dict(load_shipped(path).decoder.state_dict())
 
     def forward(self, y0, y1, y2, y3):
         return self.decoder(y0, y1, y2, y3).clamp(0.0, 1.0)

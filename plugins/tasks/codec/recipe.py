@@ -36,7 +36,7 @@ from edgeret.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .losses import distortion
-from .model import STRIDES, Codec, CodecConfig, DecoderGraph, EncoderGraph, count_params
+from .model import STRIDES, Codec, CodecConfig, DecoderGraph, EncoderGraph, count_params, load_shipped
 from .processing import MULTIPLE, dequantize, ms_ssim, psnr, quantize, to_model_input
 
 MANIFEST = "codec_models.json"
@@ -537,10 +537,7 @@ def export_codec(model: Codec, name: str, meta: dict, weights_dir: Path = WEIGHT
 
 def load_codec(name: str, weights_dir: Path = WEIGHTS_DIR) -> Codec:
     """The shipped torch model (fp16 weights, computed in fp32)."""
-    state = torch.load(weights_dir / f"{name}.pt", weights_only=True)
-    model = Codec(CodecConfig.from_dict(state["config"]))
-    model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
-    return model.eval()
+    return load_shipped(weights_dir / f"{name}.pt")
 
 
 # --- `edgeret train codec-encoder` ------------------------------------------------------

@@ -1,0 +1,106 @@
+"""The codec through `edgeret export`: the INT8 encoder of each backend writes streams the hub decodes.
+
+One module-scoped fixture exports codec-encoder (and once codec-decoder) per device with small
+held-out and calibration sets. Each exported encoder then runs on fresh OCT phantoms on its own
+backend (ONNX Runtime int8 QDQ, OpenVINO int8 via NNCF, LiteRT int8 via litert-torch); its latents
+are quantized and entropy-coded into a real .ert stream, which the hub (the plugin's fp32 decoder on
+ONNX Runtime) must decode to exactly the symbols written, within 0.2 dB PSNR of the fp32 encoder's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from edgeret.bitstream import encode_stream
+from edgeret.bundle import load_manifest
+from edgeret.cli import main
+from edgeret.codec_io import LATENT_NAMES, encode_latents
+from edgeret.data.oct import generate_oct
+from edgeret.host import Host
+from edgeret_plugins.tasks.codec.export_checks import _hub, fit_to_input
+from edgeret_plugins.tasks.codec.processing import psnr
+
+SMALL = ["--heldout", "4", "--calib-size", "16", "--golden", "2", "--threads", "1", "--quiet"]
+DEVICES = {"x86-cpu": ["--precision", "int8"], "intel-x86": [], "raspberry-pi-5": []}
+FRESH = 300_000_000  # no training, calibration, held-out or benchmark seed
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("codec-bundles")
+    made = {}
+    for device, extra in DEVICES.items():
+        tasks = ["codec-encoder", "codec-decoder"] if device == "x86-cpu" else ["codec-encoder"]
+        code, _, err = cli("export", "--device", device, "--tasks", *tasks, *SMALL, *extra,
+                           "-o", str(root / device))
+        assert code == 0, err[-2000:]
+        made[device] = root / device
+    return made
+
+
+def _scans(n: int = 2) -> list[np.ndarray]:
+    return [fit_to_input(generate_oct(FRESH + i, quality="good").image, (512, 512)) for i in range(n)]
+
+
+@pytest.mark.parametrize("device", list(DEVICES))
+def test_exported_encoder_streams_decode_exactly_at_the_hub(bundles, device):
+    manifest = load_manifest(bundles[device])
+    entry = manifest["tasks"]["codec-encoder"]
+    assert entry["precision"] == "int8", entry["precision"]
+    gate = entry["gate"]
+    assert gate["metric"] == "round_trip_psnr" and gate["passed"] and gate["drop"] <= 0.2
+
+    backend = Host().backend(entry["target_backend"])
+    runner = backend.load(bundles[device] / entry["artifact"], threads=1)
+    session, model, rate = _hub()
+    for image in _scans():
+        x = image.astype(np.float32)[None, None] / np.float32(255)
+        exported = runner.run({"image": x})
+        encoded = encode_latents([np.asarray(exported[n], np.float32) for n in LATENT_NAMES],
+                                 image.shape, 8, model, rate)
+        decoded = session.decode_bytes(encode_stream(encoded.header, encoded.payloads))
+        for wrote, read in zip(encoded.symbols, decoded.symbols, strict=True):
+            assert np.array_equal(wrote, read)
+        reference = session.encode(image, model, rate)  # the plugin's fp32 encoder
+        ref_image = session.decode_bytes(encode_stream(reference.header, reference.payloads)).image
+        gap = psnr(image, ref_image, 255.0) - psnr(image, decoded.image, 255.0)
+        assert gap <= 0.2, f"{device}: int8 encoder loses {gap:.3f} dB against fp32"
+        # most symbols are identical; rounding ties and int8 noise move a few by one step
+        same = np.mean(np.concatenate([(a == b).ravel() for a, b in
+                                       zip(encoded.symbols, reference.symbols, strict=True)]))
+        assert same > 0.9, f"{device}: only {same:.1%} of symbols agree with the fp32 encoder"
+
+
+def test_exported_decoder_bundle_verifies_and_gates_on_the_round_trip(bundles):
+    code, out, err = cli("verify", str(bundles["x86-cpu"]))
+    assert code == 0, err
+    assert "codec-decoder" in out and "codec-encoder" in out
+    gate = load_manifest(bundles["x86-cpu"])["tasks"]["codec-decoder"]["gate"]
+    assert gate["metric"] == "round_trip_psnr" and gate["passed"]
+    assert gate["fp32"] > 20.0  # a real reconstruction, not noise
+
+
+def test_declared_latent_channels_match_the_shipped_default_model():
+    from edgeret_plugins.tasks.codec import DEFAULT_LATENT_CHANNELS, DEFAULT_MODEL, catalog
+
+    assert tuple(catalog().models[DEFAULT_MODEL].latent_channels) == DEFAULT_LATENT_CHANNELS
+
+
+def test_profile_size_fixes_symbolic_latent_dims():
+    from edgeret.export.pipeline import task_with_input_size
+
+    decoder = task_with_input_size(Host().task("codec-decoder"), (512, 256))
+    assert [s.shape for s in decoder.inputs] == [("batch", c, 512 // s, 256 // s)
+                                                 for c, s in zip((32, 16, 8, 4), (32, 16, 8, 4), strict=True)]
+    assert decoder.outputs[0].shape == ("batch", 1, 512, 256)
