@@ -98,7 +98,7 @@ def test_declared_latent_channels_match_the_shipped_default_model():
 
 
 def test_profile_size_fixes_symbolic_latent_dims():
-    from edgeret.export.pipeline import task_with_input_size
+    from edgeret.export.task_models import task_with_input_size
 
     decoder = task_with_input_size(Host().task("codec-decoder"), (512, 256))
     assert [s.shape for s in decoder.inputs] == [("batch", c, 512 // s, 256 // s)

@@ -69,7 +69,8 @@ def main() -> int:
             gate = entry["gate"]
             gates.append({"device": manifest["device"]["name"], "task": task, "format": entry["format"],
                           "precision": entry["precision"], "target": entry["target_backend"],
-                          "gated_on": entry["gate_backend"], "metric": gate["metric"], "n": gate["n"],
+                          "gated_on": entry["gate_backend"], "kind": gate.get("kind"),
+                          "metric": gate["metric"], "n": gate["n"],
                           "fp32": gate["fp32"], "exported": gate["exported"], "drop": gate["drop"],
                           "allowed_drop": gate.get("allowed_drop"), "passed": gate["passed"],
                           "agreement_with_fp32": gate.get("agreement_with_fp32"),
@@ -86,14 +87,20 @@ def main() -> int:
     lines = ["# Export accuracy gates and INT8 speed-ups", "",
              "Written by `python tools/bench_bundles.py`. Gate: the task's metric on a held-out set of "
              "synthetic phantoms (seed range no training or calibration set uses), fp32 torch vs the "
-             "exported artifact; classifiers may drop at most 0.5 points. The Jetson's ONNX is gated on "
-             "ONNX Runtime CPU here (fp16: an fp16 copy of the ONNX).", "",
+             "exported artifact; classifiers may drop at most 0.5 points, image tasks 0.2 dB PSNR "
+             "(denoise: vs the clean image; codec: the round trip through the .ert stream and the hub "
+             "decoder vs the original; sr: PSNR of the exported output vs fp32's, at least 30 dB). The "
+             "Jetson's ONNX is gated on ONNX Runtime CPU here (fp16: an fp16 copy of the ONNX).", "",
              "| device | task | artifact | gated on | metric | n | fp32 | exported | drop | gate | "
              "same class | tried | KB |", "|" + "---|" * 13]
+    def num(value, fmt: str = ".2f") -> str:  # fidelity gates have no fp32 figure or drop
+        return "-" if value is None else format(value, fmt)
+
     for g in gates:
+        same = f"{g['agreement_with_fp32']:.1f}%" if g["kind"] == "class" else "-"
         lines.append(f"| {g['device']} | {g['task']} | {g['format']} {g['precision']} | {g['gated_on']} | "
-                     f"{g['metric']} | {g['n']} | {g['fp32']:.2f} | {g['exported']:.2f} | {g['drop']:+.2f} | "
-                     f"{'pass' if g['passed'] else 'FAIL'} | {g['agreement_with_fp32']:.1f}% | "
+                     f"{g['metric']} | {g['n']} | {num(g['fp32'])} | {num(g['exported'])} | "
+                     f"{num(g['drop'], '+.2f')} | {'pass' if g['passed'] else 'FAIL'} | {same} | "
                      f"{' -> '.join(g['tried'])} | {g['size_kb']} |")
     m = compare["machine"]
     lines += ["", f"## INT8 vs fp32 on this CPU ({m['cpu']}, {m['cores']} cores; {compare['threads']} "

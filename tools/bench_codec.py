@@ -304,9 +304,9 @@ COLORS = {"ours factorized": (40, 40, 220), "ours paper": (180, 40, 200), "JPEG"
           "JPEG 2000": (40, 150, 40), "WebP": (200, 120, 0), "AVIF": (0, 140, 230), "JPEG XL": (150, 150, 0)}
 
 
-def _panel(curves: dict, key: str, title: str, w=640, h=480) -> np.ndarray:
+def _panel(curves: dict, key: str, title: str, w=760, h=480) -> np.ndarray:
     img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 20, 40, 50
+    left, right, top, bottom = 70, 140, 40, 50  # the legend sits right of the axes
     curves = {k: {"points": [p for p in c["points"] if math.isfinite(p["psnr"]) and p["ms_ssim"] < 1]}
               for k, c in curves.items()}
     xs = [p["bpp"] for c in curves.values() for p in c["points"]]
@@ -344,7 +344,7 @@ def _panel(curves: dict, key: str, title: str, w=640, h=480) -> np.ndarray:
             cv2.line(img, a, b, color, 2, cv2.LINE_AA)
         for p in xy:
             cv2.circle(img, p, 3, color, -1, cv2.LINE_AA)
-        cv2.putText(img, name, (w - right - 130, h - bottom - 12 - 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+        cv2.putText(img, name, (w - right + 10, top + 12 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                     color, 1, cv2.LINE_AA)
     return img
 

@@ -79,7 +79,7 @@ def _worker(job: Mapping[str, Any]) -> dict[str, Any]:
     if job["runtime"] == "torch":
         import torch
 
-        from edgeret.export.pipeline import runtime_model
+        from edgeret.export.task_models import runtime_model
         from edgeret.host import Host
 
         torch.set_num_threads(threads)
@@ -198,17 +198,18 @@ def compare_task(host: Any, task_name: str, profile_sizes: Mapping[str, Any], *,
     Timing runs `rounds` times, the variants interleaved, and keeps each variant's round with the
     lowest median: on a shared machine that is the best estimate of its unloaded speed."""
     from edgeret.bundle import save_golden
+    from edgeret.export import artifacts, calibration
     from edgeret.export import gate as gates
-    from edgeret.export import pipeline as pl
+    from edgeret.export import task_models as tm
     from edgeret.export.targets import BACKEND_EXPORTS, SUFFIX, Target
 
-    task = pl.task_with_input_size(host.task(task_name), profile_sizes.get(task_name))
-    pl.import_torch(threads)
-    module = pl.runtime_model(task)
+    task = tm.task_with_input_size(host.task(task_name), profile_sizes.get(task_name))
+    tm.import_torch(threads)
+    module = tm.runtime_model(task)
     rule = gates.gate_rule(task)
     data = gates.heldout_set(task, heldout, progress=progress)
-    reference = pl.torch_outputs(module, task, data.feeds)
-    calibration, calib_info = pl.calibration_feeds(task, None, calib_size, 0, progress)
+    reference = tm.torch_outputs(module, task, data.feeds)
+    calibration, calib_info = calibration.calibration_feeds(task, None, calib_size, 0, progress)
     exporters, backends = host.exporters(), host.backends()
     chosen = [v for v in COMPARE_VARIANTS if not variants or v[0] in variants or v[1] in variants]
     rows, jobs = [], []
@@ -238,12 +239,12 @@ def compare_task(host: Any, task_name: str, profile_sizes: Mapping[str, Any], *,
                         raise EdgeretError(f"backend {runtime} is unavailable here")
                     log(f"compare {task.name}: exporting {label} ...")
                     out = tmp_path / runtime / precision / f"model{SUFFIX[fmt]}"
-                    artifact = pl.export_artifact(exporters, target, precision, module, task, out,
+                    artifact = artifacts.export_artifact(exporters, target, precision, module, task, out,
                                                   calibration if precision == "int8" else None, {})
                     files = [p for p in artifact.parent.iterdir() if p.is_file()]
                     row.update({"format": fmt, "size_bytes": sum(p.stat().st_size for p in files)})
                     runner = plugin.load(artifact, threads=threads)
-                    exported = pl.runner_outputs(runner, task, data.feeds, f"{task.name}: {label}", progress)
+                    exported = tm.runner_outputs(runner, task, data.feeds, f"{task.name}: {label}", progress)
                     del runner
                     result = gates.evaluate_gate(rule, data, reference, exported, precision, runtime)
                     row["gate"] = {k: v for k, v in result.to_dict().items()

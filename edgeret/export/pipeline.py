@@ -16,13 +16,16 @@ For each task:
 
 Nothing is written at the output path unless every task passes: the bundle is
 assembled in a staging folder and moved into place at the end.
+
+Pieces: `task_models` (what can be exported, the torch runtime model, outputs on
+torch and on a runner), `calibration` (INT8 inputs), `artifacts` (exporter
+options and calls), `gate` (held-out sets and the accuracy gate), `targets`
+(profile -> format, backend, precisions).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import importlib
 import json
 import os
 import platform
@@ -42,6 +45,15 @@ from edgeret.bundle import MANIFEST, clean_json, save_golden, sha256_file, snap_
 from edgeret.devices import DeviceProfile
 from edgeret.errors import EdgeretError, InputError
 from edgeret.export import gate as gates
+from edgeret.export.artifacts import (
+    accuracy_control_options,
+    artifact_info,
+    default_options,
+    export_artifact,
+    fp16_proxy,
+    recordable_options,
+)
+from edgeret.export.calibration import calibration_feeds, check_calib_folder
 from edgeret.export.targets import (
     EXPORTER_OPTIONS,
     SUFFIX,
@@ -50,11 +62,17 @@ from edgeret.export.targets import (
     precision_chain,
     resolve_target,
 )
-from edgeret.imageio import IMAGE_SUFFIXES, list_images
-from edgeret.progress import Progress
-from edgeret.registrations import TaskPlugin, TensorSpec
+from edgeret.export.task_models import (
+    NotExportable,
+    import_torch,
+    runner_outputs,
+    runtime_model,
+    task_for_profile,
+    torch_outputs,
+    why_not_exportable,
+)
+from edgeret.registrations import TaskPlugin
 
-DEFAULT_CALIB_SIZE = 128
 DEFAULT_HELDOUT = 200
 DEFAULT_GOLDEN = 6
 TOOLCHAIN = ("torch", "onnx", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-litert",
@@ -67,23 +85,6 @@ CROSS_TOLERANCES = {"fp32": 1e-2, "fp16": 3e-2, "int8": 0.1}
 # never more than this (above ~40 dB the difference is invisible and runtimes legitimately differ).
 PSNR_AGREEMENT_CAP_DB = 40.0
 GOLDEN_ALL_OUTPUTS_BELOW = 1 << 16  # values per pair; larger outputs: only the gate's output is kept
-
-# Built-in tasks' model_factory returns the training network; what ships wraps it so its forward
-# returns exactly the task's declared outputs (softmax/sigmoid probabilities). A task can instead give
-# its network a `runtime_module()` method, or a forward that already returns the declared outputs.
-RUNTIME_WRAPPERS = {
-    "quality-oct": "edgeret_plugins.tasks.quality_oct.model:RuntimeOutputs",
-    "quality-fundus": "edgeret_plugins.tasks.quality_fundus.model:ProbabilitiesOnly",
-    "dr-grade": "edgeret_plugins.tasks.dr_grade.model:Probabilities",
-    "denoise": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
-    "denoise-oct": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
-    "sr": "edgeret_plugins.tasks.sr.model:runtime",
-}
-
-
-class NotExportable(EdgeretError):
-    """The task cannot be exported as it is (e.g. its torch model does not give the declared outputs)."""
-
 
 @dataclass
 class ExportRequest:
@@ -120,312 +121,6 @@ class ExportResult:
     tasks: list[TaskExport]
     skipped: dict[str, str]
     manifest: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------
-# tasks: what can be exported, the torch runtime model
-# ---------------------------------------------------------------------------
-
-
-def task_for_profile(task: TaskPlugin, profile: DeviceProfile) -> TaskPlugin:
-    """The task with the profile's input size for it, so preprocessing resizes to what the device runs."""
-    return task_with_input_size(task, profile.input_sizes.get(task.name))
-
-
-def task_with_input_size(task: TaskPlugin, size: Sequence[int] | None) -> TaskPlugin:
-    """Replace the spatial dims of the first input (and of outputs that share them) by `size`."""
-    size = tuple(size) if size else None
-    first = task.inputs[0]
-    if size is None or len(first.shape) != 4 or tuple(first.shape[2:]) == tuple(size):
-        return task
-    old = tuple(first.shape[2:])
-    symbolic = {"height": size[0], "width": size[1]}
-
-    def sized(dim: Any) -> Any:  # "height" -> H, "width/32" -> W // 32 (the profile gives the image size)
-        base, _, div = dim.partition("/") if isinstance(dim, str) else ("", "", "")
-        if base in symbolic and (not div or div.isdigit()):
-            return symbolic[base] // int(div) if div else symbolic[base]
-        return dim
-
-    def resize(spec: TensorSpec) -> TensorSpec:
-        if len(spec.shape) == 4 and tuple(spec.shape[2:]) == old and all(isinstance(d, int) for d in old):
-            return dataclasses.replace(spec, shape=(*spec.shape[:2], *size))
-        return dataclasses.replace(spec, shape=tuple(sized(d) for d in spec.shape))
-
-    return dataclasses.replace(task, inputs=tuple(resize(s) for s in task.inputs),
-                               outputs=tuple(resize(s) for s in task.outputs))
-
-
-def why_not_exportable(task: TaskPlugin, profile: DeviceProfile) -> str | None:
-    """None when the task can be exported for the profile, else the reason (one line)."""
-    if profile.input_sizes and task.name not in profile.input_sizes:
-        return (f"device '{profile.name}' cannot run task '{task.name}': it is not in the profile's "
-                f"input_sizes (the profile runs {', '.join(sorted(profile.input_sizes))})")
-    if task.model_factory is None:
-        return f"task '{task.name}' has no model_factory (no torch model to export)"
-    if task.default_weights is None or not Path(task.default_weights).is_file():
-        return f"task '{task.name}': default weights {task.default_weights} not found (not trained yet?)"
-    if task.modality not in ("fundus", "oct") and task.calibration is None:
-        return (f"task '{task.name}': no phantom generator for modality '{task.modality}' and no "
-                "calibration sampler (held-out set)")
-    return None
-
-
-def _import_object(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
-    """The fp32 torch module mapping the task's inputs to its declared outputs, weights loaded, eval mode."""
-    import torch
-
-    if task.model_factory is None:
-        raise EdgeretError(f"task '{task.name}' has no model_factory")
-    weights = Path(weights or task.default_weights or "")
-    if not weights.is_file():
-        raise EdgeretError(f"task '{task.name}': weights {weights} not found")
-    net = task.model_factory()
-    try:
-        if hasattr(net, "load_weights"):  # weights in the task's own format (e.g. the codec's)
-            net.load_weights(weights)
-        else:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except Exception as exc:
-        raise NotExportable(f"{weights}: cannot load into task '{task.name}''s model "
-                           f"({str(exc).splitlines()[0]})") from None
-    net.eval()
-    if hasattr(net, "runtime_module"):
-        module = net.runtime_module()
-    elif task.name in RUNTIME_WRAPPERS:
-        module = _import_object(RUNTIME_WRAPPERS[task.name])(net)
-    else:
-        module = net
-    module.eval()
-    example = example_inputs(task)
-    with torch.no_grad():
-        out = module(*example)
-    outs = (out,) if torch.is_tensor(out) else tuple(out) if isinstance(out, list | tuple) else None
-    if outs is None or len(outs) != len(task.outputs) or not all(torch.is_tensor(o) for o in outs):
-        raise NotExportable(f"task '{task.name}': the torch model does not return its {len(task.outputs)} "
-                           "declared outputs (give the network a runtime_module() method)")
-    for spec, tensor in zip(task.outputs, outs, strict=True):
-        static = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
-        if tensor.ndim != len(spec.shape) or any(tensor.shape[i] != d for i, d in static):
-            raise NotExportable(f"task '{task.name}': output '{spec.name}' has shape {tuple(tensor.shape)}, "
-                               f"spec says {spec.shape}")
-    return module
-
-
-def example_inputs(task: TaskPlugin) -> tuple:
-    import torch
-
-    return tuple(torch.zeros(*[d if isinstance(d, int) else 1 for d in spec.shape]) for spec in task.inputs)
-
-
-def torch_outputs(module: Any, task: TaskPlugin, feeds: Sequence[Mapping[str, np.ndarray]],
-                  batch: int = 16) -> dict[str, np.ndarray]:
-    import torch
-
-    names = [s.name for s in task.outputs]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    with torch.no_grad():
-        for start in range(0, len(feeds), batch):
-            part = feeds[start:start + batch]
-            args = [torch.from_numpy(np.concatenate([f[s.name] for f in part])) for s in task.inputs]
-            out = module(*args)
-            out = (out,) if torch.is_tensor(out) else tuple(out)
-            for name, tensor in zip(names, out, strict=True):
-                chunks[name].append(tensor.numpy())
-    return {n: np.concatenate(v) for n, v in chunks.items()}
-
-
-def runner_outputs(runner: Any, task: TaskPlugin, feeds: Sequence[Mapping[str, np.ndarray]],
-                   label: str = "", progress: bool = False) -> dict[str, np.ndarray]:
-    """Run a backend runner one image at a time (as a device does); stacked outputs by name."""
-    names = [s.name for s in task.outputs]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in Progress(feeds, label, total=len(feeds), enabled=progress and bool(label)):
-        out = runner.run(feed)
-        for name in names:
-            if name not in out:
-                raise EdgeretError(f"task '{task.name}': the exported model has no output '{name}' "
-                                   f"(it has {', '.join(out)})")
-            chunks[name].append(np.asarray(out[name], dtype=np.float32))
-    return {n: np.concatenate(v) for n, v in chunks.items()}
-
-
-# ---------------------------------------------------------------------------
-# calibration
-# ---------------------------------------------------------------------------
-
-
-def check_calib_folder(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputError(folder, "calibration folder does not exist (--calib)")
-    if not folder.is_dir():
-        raise InputError(folder, "--calib must be a folder of images")
-    images = list_images(folder)
-    if not images:
-        raise InputError(folder, f"calibration folder holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-                                 "edgeret does not fall back to generated images")
-    return images
-
-
-def calibration_feeds(task: TaskPlugin, folder: Path | None, n: int | None, seed: int,
-                      progress: bool) -> tuple[list[dict[str, np.ndarray]], dict[str, Any]]:
-    """Preprocessed calibration inputs and their description (source, size, sha256)."""
-    from edgeret_exporters.onnx_int8 import calibration_digest
-
-    feeds: list[dict[str, np.ndarray]] = []
-    if folder is not None:
-        from edgeret.imageio import ARRAY, read_image
-
-        images = check_calib_folder(folder)
-        if n:
-            images = images[:n]
-        for path in Progress(images, f"{task.name}: calibration", total=len(images), enabled=progress):
-            image = read_image(path, expect=task.image_kind)
-            try:
-                feeds.append(task.preprocess(image, task))
-            except InputError as exc:
-                if exc.path != ARRAY:
-                    raise
-                raise InputError(path, exc.problem) from None
-        source = f"user images from {folder}"
-    else:
-        if task.calibration is None:
-            raise EdgeretError(f"task '{task.name}' has no calibration sampler; pass --calib DIR")
-        n = n or DEFAULT_CALIB_SIZE
-        for image in Progress(task.calibration(n, seed), f"{task.name}: calibration", total=n,
-                              enabled=progress):
-            feeds.append(task.preprocess(image, task))
-        source = f"the task's calibration sampler (n={n}, seed={seed})"
-    return feeds, {"source": source, "size": len(feeds), "sha256": calibration_digest(feeds)}
-
-
-# ---------------------------------------------------------------------------
-# one artifact
-# ---------------------------------------------------------------------------
-
-
-# ONNX Runtime int8: quantize only the MAC-heavy ops and keep convolutions with few input channels (the
-# stem, attention maps) float. Measured on quality-oct, one x86 core: quantizing every op (QDQ around
-# sigmoid, mul, pooling, and an im2col-bound int8 7x7 conv over 2 channels) made the model 3-4x SLOWER
-# than fp32; this policy brings it back to about fp32 speed at a third of the size.
-ORT_INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
-ORT_INT8_MIN_CHANNELS = 5
-
-
-def onnx_int8_options(module: Any, task: TaskPlugin) -> dict[str, Any]:
-    """`quantize_onnx_int8` options for this model: op types, and the convs to keep float (by node name,
-    read from a probe export; torch's ONNX node names are deterministic)."""
-    import onnx
-
-    from edgeret_exporters.onnx_exporter import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="edgeret-probe-") as tmp:
-        path = export_onnx(module, example_inputs(task), Path(tmp) / "probe.onnx",
-                           input_names=[s.name for s in task.inputs],
-                           output_names=[s.name for s in task.outputs])
-        graph = onnx.load(str(path)).graph
-    weights = {i.name: list(i.dims) for i in graph.initializer}
-    keep = [n.name for n in graph.node if n.op_type == "Conv" and len(weights.get(n.input[1], [])) > 1
-            and weights[n.input[1]][1] < ORT_INT8_MIN_CHANNELS]
-    return {"op_types_to_quantize": list(ORT_INT8_OP_TYPES), "nodes_to_exclude": keep}
-
-
-def default_options(exporter: str, precision: str, module: Any, task: TaskPlugin) -> dict[str, Any]:
-    """Options the pipeline passes beyond the exporter's defaults (recorded in the manifest)."""
-    if exporter == "onnx-int8":
-        return onnx_int8_options(module, task)
-    if exporter == "tensorrt" and precision == "int8":  # NVIDIA's QDQ placement: inputs of Conv/Gemm only
-        return {"op_types_to_quantize": list(ORT_INT8_OP_TYPES)}
-    return {}
-
-
-def accuracy_control_options(task: TaskPlugin, rule: gates.GateRule, module: Any, n: int,
-                             progress: bool) -> dict[str, Any]:
-    """NNCF accuracy-controlled int8 for OpenVINO: a validation set apart from the gate's held-out set
-    (seed HELDOUT_SEED + 1), the gate's metric as NNCF's validation function, the gate's allowance."""
-    if rule.kind != "class" or rule.function is None:
-        raise EdgeretError(f"task '{task.name}': accuracy control needs a classification metric")
-    data = gates.heldout_set(task, n, seed=gates.HELDOUT_SEED + 1, progress=progress)
-    if data.truth is not None and bool(np.all(data.truth >= 0)):
-        labels = [int(t) for t in data.truth]
-    else:  # no ground truth: agreement with the fp32 model
-        labels = [int(c) for c in np.argmax(torch_outputs(module, task, data.feeds)[rule.output], axis=-1)]
-    items = [(data.feeds[i], labels[i]) for i in range(len(labels))]
-
-    def validate(compiled: Any, validation_items: Any) -> float:
-        truth, predicted = [], []
-        for feed, label in validation_items:
-            out = compiled(feed)[compiled.output(rule.output)]
-            truth.append(label)
-            predicted.append(int(np.argmax(out)))
-        return float(rule.function(np.asarray(truth), np.asarray(predicted)))
-
-    return {"validation_fn": validate, "validation_data": items, "max_drop": rule.allowed / 100.0,
-            "drop_type": "absolute"}
-
-
-def _recordable(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Exporter options as JSON for the manifest (the accuracy-control callable and data summarised)."""
-    control = "validation_fn" in options
-    hidden = ("validation_fn", "validation_data", "max_drop", "drop_type") if control else ()
-    out = {k: v for k, v in options.items() if k not in hidden}
-    if "validation_fn" in options:
-        out["accuracy_control"] = {
-            "validation_images": len(options["validation_data"]),
-            "validation_set": f"synth set seed {gates.HELDOUT_SEED + 1} (not the gate's held-out set)",
-            "max_drop": options.get("max_drop"), "drop_type": options.get("drop_type"),
-        }
-    return out
-
-
-def export_artifact(exporters: Mapping[str, Any], target: Target, precision: str, module: Any,
-                    task: TaskPlugin, out_path: Path, calibration: Any, metadata: Mapping[str, str],
-                    **options: Any) -> Path:
-    """Run the registered exporter for (target, precision); returns the artifact path."""
-    name = target.exporters[precision]
-    exporter = exporters[name]
-    if not options:
-        options = default_options(name, precision, module, task)
-    kwargs: dict[str, Any] = {**EXPORTER_OPTIONS.get(name, {}), **options}
-    return Path(exporter.export(
-        module, example_inputs(task), out_path, precision, calibration,
-        input_names=[s.name for s in task.inputs], output_names=[s.name for s in task.outputs],
-        metadata=dict(metadata), **kwargs,
-    ))
-
-
-def artifact_info(path: Path, fmt: str, target: Target) -> dict[str, Any]:
-    """What the exporter recorded inside the artifact (quantization scheme, float ops, ...)."""
-    try:
-        if fmt == "onnx":
-            import onnx
-
-            meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        elif fmt == "openvino-ir":
-            from edgeret_exporters.openvino_ir import read_openvino_metadata
-
-            meta = read_openvino_metadata(path)
-        else:
-            from edgeret_exporters.litert import read_tflite_metadata
-
-            meta = read_tflite_metadata(path)
-    except Exception as exc:  # informational only
-        return {"note": f"metadata unreadable ({type(exc).__name__})"}
-    keep = ("edgeret.quantization", "edgeret.float_ops", "edgeret.tensorrt_precision", "edgeret.precision")
-    return {k.removeprefix("edgeret."): v for k, v in meta.items() if k in keep}
-
-
-def _fp16_proxy(artifact: Path, tmp: Path) -> Path:
-    """TensorRT fp16 cannot run here: the gate runs an fp16 copy of the ONNX on ONNX Runtime instead."""
-    from edgeret_exporters.onnx_fp16 import convert_onnx_fp16
-
-    return convert_onnx_fp16(artifact, tmp / "fp16-proxy.onnx")
 
 
 # ---------------------------------------------------------------------------
@@ -555,13 +250,6 @@ def export_bundle(host: Any, request: ExportRequest, log: Callable[[str], None] 
     return ExportResult(out, profile, target, results, skipped, load_manifest(out))
 
 
-def import_torch(threads: int | None) -> None:
-    from edgeret.host import import_optional
-
-    torch = import_optional("torch", "export")
-    torch.set_num_threads(max(1, threads or min(os.cpu_count() or 1, 4)))
-
-
 def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Target, chain: list[str],
                  gate_plugin: Any, gate_note: str, staging: Path, request: ExportRequest,
                  log: Callable[[str], None]) -> TaskExport:
@@ -616,7 +304,7 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         with tempfile.TemporaryDirectory(prefix="edgeret-gate-") as tmp:
             gated = artifact
             if target.tensorrt and precision == "fp16":
-                gated = _fp16_proxy(artifact, Path(tmp))
+                gated = fp16_proxy(artifact, Path(tmp))
             runner = gate_plugin.load(gated, threads=request.threads)
             exported = runner_outputs(runner, task, heldout.feeds, f"{task.name}: gate {precision}",
                                       request.progress)
@@ -636,7 +324,7 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         hint = "" if request.fallback else " (fallback disabled)"
         raise EdgeretError(f"{task.name}: accuracy gate failed at every precision tried{hint}: {figures}")
     precision, artifact, exported, result, options = kept
-    options = _recordable({**EXPORTER_OPTIONS.get(target.exporters[precision], {}), **options})
+    options = recordable_options({**EXPORTER_OPTIONS.get(target.exporters[precision], {}), **options})
 
     # Golden pairs: inputs snapped to the 8-bit grid (stored exactly as uint8), outputs of the artifact
     # itself on the gate backend and of the fp32 torch model on exactly those inputs.
