@@ -104,3 +104,44 @@ def test_profile_size_fixes_symbolic_latent_dims():
     assert [s.shape for s in decoder.inputs] == [("batch", c, 512 // s, 256 // s)
                                                  for c, s in zip((32, 16, 8, 4), (32, 16, 8, 4), strict=True)]
     assert decoder.outputs[0].shape == ("batch", 1, 512, 256)
+
+
+@pytest.mark.parametrize("device", list(DEVICES))
+def test_camera_encodes_with_the_bundle_and_the_hub_decodes(bundles, device, tmp_path):
+    from edgeret.imageio import read_image, write_image
+
+    scan = _scans(1)[0]
+    write_image(tmp_path / "scan.png", scan)
+    code, out, err = cli("encode", str(tmp_path / "scan.png"), "-o", str(tmp_path / "scan.ert"),
+                         "--bundle", str(bundles[device]), "--json")
+    assert code == 0, err
+    assert "int8 bundle" in out
+    code, _, err = cli("decode", str(tmp_path / "scan.ert"), "-o", str(tmp_path / "back.png"))
+    assert code == 0, err
+    back = read_image(tmp_path / "back.png")
+    session, model, rate = _hub()
+    reference = session.decode_bytes(encode_stream(*_parts(session.encode(scan, model, rate)))).image
+    assert psnr(scan, reference, 255.0) - psnr(scan, back, 255.0) <= 0.2
+
+
+def _parts(encoded):
+    return encoded.header, encoded.payloads
+
+
+def test_bundle_encoder_refuses_other_sizes_and_tampered_bundles(bundles, tmp_path):
+    import shutil
+
+    from edgeret.imageio import write_image
+
+    write_image(tmp_path / "big.png", generate_oct(FRESH + 7, quality="good").image)
+    code, _, err = cli("encode", str(tmp_path / "big.png"), "-o", str(tmp_path / "big.ert"),
+                       "--bundle", str(bundles["x86-cpu"]))
+    assert code == 2 and "runs 512x512 images only" in err and not (tmp_path / "big.ert").exists()
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundles["x86-cpu"], copy)
+    artifact = copy / load_manifest(copy)["tasks"]["codec-encoder"]["artifact"]
+    artifact.write_bytes(artifact.read_bytes()[:-8] + b"\0" * 8)
+    write_image(tmp_path / "scan.png", _scans(1)[0])
+    code, _, err = cli("encode", str(tmp_path / "scan.png"), "-o", str(tmp_path / "x.ert"),
+                       "--bundle", str(copy))
+    assert code == 2 and "sha256 does not match" in err and not (tmp_path / "x.ert").exists()

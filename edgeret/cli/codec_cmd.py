@@ -35,6 +35,9 @@ def configure_encode(parser: argparse.ArgumentParser) -> None:
                         help="learned factorized prior (several rates) or the seed paper's L=7 quantizer")
     parser.add_argument("--modality", choices=["auto", "oct", "fundus"], default="auto",
                         help="auto: grayscale is OCT, colour is fundus")
+    parser.add_argument("--bundle", type=Path,
+                        help="encode with this exported bundle's codec-encoder (e.g. INT8) on its device's "
+                             "backend, as the camera does; the image must have the profile's size")
     _common(parser)
 
 
@@ -80,19 +83,33 @@ def run_encode(args: argparse.Namespace) -> int:
         from edgeret.errors import InputError
 
         raise InputError(args.image, f"holds {image.shape[0]} frames; encode one B-scan or photo per file")
-    session, backend = _session(args)
-    modality = modality_of(image, args.modality)
-    model, rate = session.catalog.choose(modality, args.variant, args.rate)
-    encoded = session.encode(image, model, rate, source=str(args.image))
+    if args.bundle is not None:
+        encoded, backend_name = _encode_with_bundle(args, image)
+    else:
+        session, backend = _session(args)
+        modality = modality_of(image, args.modality)
+        model, rate = session.catalog.choose(modality, args.variant, args.rate)
+        encoded, backend_name = session.encode(image, model, rate, source=str(args.image)), backend.name
     nbytes = len(encode_stream(encoded.header, encoded.payloads))
     write_ert(args.output, encoded.header, encoded.payloads)
-    stats = {**stream_stats(nbytes, encoded.header), "output": str(args.output), "backend": backend.name,
-             "encode_ms": encoded.seconds * 1000, "rate_nominal_bpp": rate.nominal_bpp}
+    stats = {**stream_stats(nbytes, encoded.header), "output": str(args.output), "backend": backend_name,
+             "encode_ms": encoded.seconds * 1000, "rate_nominal_bpp": encoded.rate.nominal_bpp}
     if args.json:
         print_json(stats)
     else:
-        print(f"{args.output}: {_describe(stats)}; encoded in {stats['encode_ms']:.1f} ms on {backend.name}")
+        print(f"{args.output}: {_describe(stats)}; encoded in {stats['encode_ms']:.1f} ms on {backend_name}")
     return 0
+
+
+def _encode_with_bundle(args: argparse.Namespace, image):
+    from edgeret.codec_bundle import BundleEncoder
+    from edgeret.codec_io import CodecCatalog
+
+    folder = args.models or args.host.task("codec-encoder").default_model.parent
+    encoder = BundleEncoder(args.bundle, CodecCatalog(folder), args.host.backends(), args.backend,
+                            args.threads)
+    encoded = encoder.encode(image, encoder.rate(args.rate), source=str(args.image))
+    return encoded, f"{encoder.backend} ({encoder.precision} bundle)"
 
 
 def run_decode(args: argparse.Namespace) -> int:
