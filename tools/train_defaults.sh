@@ -19,9 +19,12 @@ for task in ${tasks[@]}; do
   case $task in
     quality-fundus)
       # imbalanced like the paper's Table 1 (poor:good about 1:27)
-      synth fundus-quality-train --modality fundus --n 2000 --seed 1 --quality-mix good=0.84,usable=0.13,poor=0.03
+      synth fundus-quality-train6k --modality fundus --n 6000 --seed 1 --quality-mix good=0.84,usable=0.13,poor=0.03
       synth fundus-quality-test --modality fundus --n 600 --seed 101 --quality-mix good=1,usable=1,poor=1
-      "$EDGERET" train quality-fundus --data "$OUT/data/fundus-quality-train" --out "$OUT/quality-fundus" --threads "$THREADS" --epochs 6
+      "$EDGERET" train quality-fundus --data "$OUT/data/fundus-quality-train6k" --out "$OUT/quality-fundus" --threads "$THREADS" --epochs 16
+      for v in softmax weighted; do  # the loss comparison (paper Tables 2-3), 8 epochs as committed
+        "$EDGERET" train quality-fundus --data "$OUT/data/fundus-quality-train6k" --out "$OUT/quality-fundus" --threads "$THREADS" --epochs 8 --variant $v
+      done
       "$EDGERET" eval quality-fundus --data "$OUT/data/fundus-quality-test" --models "$OUT/quality-fundus"
       ;;
     dr-grade)
