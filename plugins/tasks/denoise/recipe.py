@@ -143,7 +143,7 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weights=GREEN_WEIGHTS
 
 
 DEFAULTS = {  # variant: (epochs, patches, batch)
-    "dncnn": (16, 5120, 32),
+    "dncnn": (32, 5120, 32),
     "autoencoder": (2, 3072, 32),
     "dncnn-oct": (2, 3072, 32),
 }
