@@ -50,6 +50,25 @@ def list_images(folder: str | Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def read_folder_8bit(folder: str | Path, *, gray: bool) -> list[tuple[Path, np.ndarray]]:
+    """Every image below `folder` as uint8: (H, W) when `gray`, else (H, W, 3) (gray files repeated);
+    16-bit files are scaled to 8 bits. Restoration tasks train and evaluate on these."""
+    from edgeret.errors import EdgeretError
+
+    paths = list_images(folder)
+    if not paths:
+        raise EdgeretError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    images = []
+    for path in paths:
+        img = read_image(path, expect="gray" if gray else None)
+        if img.dtype == np.uint16:
+            img = (img // 257).astype(np.uint8)
+        if not gray and img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        images.append((path, img))
+    return images
+
+
 def detect_format(data: bytes) -> str | None:
     """Return "PNG", "JPEG", "TIFF" or "DICOM" from the leading bytes, else None."""
     if data.startswith(_PNG_SIG):

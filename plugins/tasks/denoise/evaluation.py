@@ -222,23 +222,13 @@ def default_methods(task: TaskPlugin, variants: list[str], models_dir: Path, bac
 
 
 def evaluate(request: EvalRequest, task: TaskPlugin, variants: list[str]) -> dict[str, Any]:
-    from edgeret.imageio import list_images, read_image
+    from edgeret.imageio import read_folder_8bit
 
     from . import WEIGHTS_DIR
 
     oct_ = task.name == "denoise-oct"
     models_dir = request.models_dir or WEIGHTS_DIR
-    paths = list_images(request.data_dir)
-    if not paths:
-        raise EdgeretError(f"no images under {request.data_dir}")
-    images = []
-    for p in paths:
-        img = read_image(p, expect="gray" if oct_ else None)
-        if img.dtype == np.uint16:
-            img = (img // 257).astype(np.uint8)
-        if not oct_ and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        images.append((p.name, img))
+    images = [(p.name, img) for p, img in read_folder_8bit(request.data_dir, gray=oct_)]
     methods = default_methods(task, variants, models_dir, request.backend,
                               request.out_dir / "cache", oct_)
     result = run_methods(images, methods, oct_)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from edgeret.errors import EdgeretError
-from edgeret.imageio import list_images, read_image
+from edgeret.imageio import read_folder_8bit
 from edgeret.registrations import TaskPlugin, TrainRequest
 from edgeret.training.loop import FitConfig, fit
 from edgeret.training.shipping import ship
@@ -71,18 +71,7 @@ def natural_images(gray: bool) -> list[np.ndarray]:
 
 
 def folder_images(data_dir: Path, gray: bool) -> list[np.ndarray]:
-    paths = list_images(data_dir)
-    if not paths:
-        raise EdgeretError(f"no PNG/JPEG/TIFF images under {data_dir}")
-    images = []
-    for path in paths:
-        img = read_image(path, expect="gray" if gray else None)
-        if img.dtype == np.uint16:
-            img = (img // 257).astype(np.uint8)
-        if not gray and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        images.append(img)
-    return images
+    return [img for _, img in read_folder_8bit(data_dir, gray=gray)]
 
 
 def sample_patches(images: list[np.ndarray], n: int, patch: int, seed: int,

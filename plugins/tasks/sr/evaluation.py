@@ -225,22 +225,12 @@ def report_markdown(title: str, summary: list[dict]) -> str:
 
 
 def evaluate(request: EvalRequest, task: TaskPlugin) -> dict[str, Any]:
-    from edgeret.imageio import list_images, read_image
+    from edgeret.imageio import read_folder_8bit
 
     from . import WEIGHTS_DIR
 
     models_dir = request.models_dir or WEIGHTS_DIR
-    paths = list_images(request.data_dir)
-    if not paths:
-        raise EdgeretError(f"no images under {request.data_dir}")
-    images = []
-    for p in paths:
-        img = read_image(p)
-        if img.dtype == np.uint16:
-            img = (img // 257).astype(np.uint8)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        images.append((p.name, img))
+    images = [(p.name, img) for p, img in read_folder_8bit(request.data_dir, gray=False)]
     rows = []
     for scale in SCALES:
         rows += run_sr(images, scale, methods_for(task, scale, models_dir, request.backend))["rows"]
