@@ -64,6 +64,10 @@ class CodecConfig:
     # factorized: the first `extrapolated` entries of `lambdas` are not trained rate points but
     # added at export by extrapolating the trained gains (lambda 0 as a placeholder)
     extrapolated: int = 0
+    # decoder image edges: "zeros" (plain padding, as trained first: the outermost pixels come out
+    # wrong, MSE ~3000 in a 2-px ring) or "mirror" (edge-replicated inputs to every transposed
+    # conv, mirrored ones to the last 7x7 conv: the same weights then see the border as interior)
+    decoder_edge: str = "zeros"
 
     @property
     def n_rates(self) -> int:
@@ -73,14 +77,15 @@ class CodecConfig:
         return {"in_channels": self.in_channels, "variant": self.variant, "widths": list(self.widths),
                 "latents": list(self.latents), "levels": self.levels, "lambdas": list(self.lambdas),
                 "mixture": self.mixture, "dec_widths": list(self.dec_widths),
-                "extrapolated": self.extrapolated}
+                "extrapolated": self.extrapolated, "decoder_edge": self.decoder_edge}
 
     @classmethod
     def from_dict(cls, d: dict) -> CodecConfig:
         return cls(in_channels=int(d["in_channels"]), variant=d["variant"], widths=tuple(d["widths"]),
                    latents=tuple(d["latents"]), levels=int(d["levels"]), lambdas=tuple(d["lambdas"]),
                    mixture=int(d["mixture"]), dec_widths=tuple(d.get("dec_widths", ())),
-                   extrapolated=int(d.get("extrapolated", 0)))
+                   extrapolated=int(d.get("extrapolated", 0)),
+                   decoder_edge=d.get("decoder_edge", "zeros"))
 
 
 def eq1_compression_ratio(cfg: CodecConfig, bit_depth: int) -> float:
@@ -127,11 +132,30 @@ class Encoder(nn.Module):
         return ys
 
 
+def _replicate_edges(h: torch.Tensor) -> torch.Tensor:
+    """Pad H and W by one copied edge pixel (concatenation: every exporter and runtime has it)."""
+    h = torch.cat([h[:, :, :1], h, h[:, :, -1:]], 2)
+    return torch.cat([h[:, :, :, :1], h, h[:, :, :, -1:]], 3)
+
+
+def mirror_edges(h: torch.Tensor, n: int) -> torch.Tensor:
+    """Reflect-pad H and W by ``n`` from one-pixel slices: any size, every exporter and runtime."""
+    rows = [h[:, :, i:i + 1] for i in range(n, 0, -1)]
+    rows += [h] + [h[:, :, -i - 1:-i] for i in range(1, n + 1)]
+    h = torch.cat(rows, 2)
+    cols = [h[:, :, :, i:i + 1] for i in range(n, 0, -1)]
+    cols += [h] + [h[:, :, :, -i - 1:-i] for i in range(1, n + 1)]
+    return torch.cat(cols, 3)
+
+
 class Decoder(nn.Module):
     """Four de-quantized latents -> image (N, C, H, W), nominally [0, 1] (not clamped)."""
 
     def __init__(self, cfg: CodecConfig) -> None:
         super().__init__()
+        if cfg.decoder_edge not in ("zeros", "mirror"):
+            raise ValueError(f"unknown decoder_edge {cfg.decoder_edge!r}")
+        self.mirror = cfg.decoder_edge == "mirror"
         w = cfg.dec_widths or cfg.widths
         c0, c1, c2, c3 = cfg.latents
         self.d1 = nn.ConvTranspose2d(c0, w[4], 4, 2, 1)  # /32 -> /16
@@ -141,16 +165,29 @@ class Decoder(nn.Module):
         self.d5 = nn.ConvTranspose2d(w[1], w[0], 4, 2, 1)  # -> /1
         self.d6 = nn.Conv2d(w[0], cfg.in_channels, 7, 1, 3)
 
+    def _up(self, layer: nn.ConvTranspose2d, h: torch.Tensor) -> torch.Tensor:
+        if not self.mirror:
+            return layer(h)
+        # one replicated pixel each side gives 2 more outputs each side: crop them, so the edge
+        # outputs get every kernel tap, as inside the image
+        return layer(_replicate_edges(h))[:, :, 2:-2, 2:-2]
+
     def features(self, y0, y1, y2, y3):
         """Layers 1-5: the full-resolution features the last 7x7 conv reads."""
-        h = F.relu(self.d1(y0))
-        h = F.relu(self.d2(torch.cat([h, y1], 1)))
-        h = F.relu(self.d3(torch.cat([h, y2], 1)))
-        h = F.relu(self.d4(torch.cat([h, y3], 1)))
-        return F.relu(self.d5(h))
+        h = F.relu(self._up(self.d1, y0))
+        h = F.relu(self._up(self.d2, torch.cat([h, y1], 1)))
+        h = F.relu(self._up(self.d3, torch.cat([h, y2], 1)))
+        h = F.relu(self._up(self.d4, torch.cat([h, y3], 1)))
+        return F.relu(self._up(self.d5, h))
+
+    def output_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """The last 7x7 conv (+ 0.5), on features from :meth:`features`."""
+        if not self.mirror:
+            return self.d6(h) + 0.5
+        return F.conv2d(mirror_edges(h, 3), self.d6.weight, self.d6.bias) + 0.5
 
     def forward(self, y0, y1, y2, y3):
-        return self.d6(self.features(y0, y1, y2, y3)) + 0.5
+        return self.output_layer(self.features(y0, y1, y2, y3))
 
 
 class FactorizedPrior(nn.Module):

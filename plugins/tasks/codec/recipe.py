@@ -36,7 +36,16 @@ from edgeret.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .losses import distortion
-from .model import STRIDES, Codec, CodecConfig, DecoderGraph, EncoderGraph, count_params, load_shipped
+from .model import (
+    STRIDES,
+    Codec,
+    CodecConfig,
+    DecoderGraph,
+    EncoderGraph,
+    count_params,
+    load_shipped,
+    mirror_edges,
+)
 from .processing import MULTIPLE, dequantize, ms_ssim, psnr, quantize, to_model_input
 
 MANIFEST = "codec_models.json"
@@ -370,7 +379,8 @@ def refit_output_layer(model: Codec, points: list[dict], images: list[np.ndarray
             hh, ww = h.shape[2:]
             idx = torch.from_numpy(rng.choice(hh * ww, min(pixels_per_image, hh * ww), replace=False))
             yy, xx = idx // ww, idx % ww
-            hp = F.pad(h, (pad, pad, pad, pad))[0]  # the conv's zero padding
+            hp = (mirror_edges(h, pad) if model.decoder.mirror  # the layer's own edge handling
+                  else F.pad(h, (pad, pad, pad, pad)))[0]
             off = torch.arange(k)
             patches = hp[:, yy[:, None, None] + off[None, :, None], xx[:, None, None] + off[None, None, :]]
             a = patches.permute(1, 0, 2, 3).reshape(len(idx), cin * k * k)  # weight layout (cin, ky, kx)
@@ -384,7 +394,8 @@ def refit_output_layer(model: Codec, points: list[dict], images: list[np.ndarray
     new_b = sol[-1].float()
 
     def mean_d() -> float:
-        return float(np.mean([float(distortion(x, (d6(h) + 0.5).clamp(0, 1))) for x, h in cases]))
+        return float(np.mean([float(distortion(x, model.decoder.output_layer(h).clamp(0, 1)))
+                              for x, h in cases]))
 
     before = mean_d()
     old_w, old_b = d6.weight.clone(), d6.bias.clone()
