@@ -30,7 +30,7 @@ for task in ${tasks[@]}; do
     dr-grade)
       synth fundus-dr-train --modality fundus --n 1600 --seed 2 --quality-mix good=0.7,usable=0.2,poor=0.1 --grade-mix 0=0.3,1=0.15,2=0.2,3=0.15,4=0.2
       synth fundus-dr-test --modality fundus --n 600 --seed 102 --quality-mix good=0.6,usable=0.2,poor=0.2 --grade-mix 0=0.3,1=0.15,2=0.2,3=0.15,4=0.2
-      "$EDGERET" train dr-grade --data "$OUT/data/fundus-dr-train" --out "$OUT/dr-grade" --threads "$THREADS" --epochs 6
+      "$EDGERET" train dr-grade --data "$OUT/data/fundus-dr-train" --out "$OUT/dr-grade" --threads "$THREADS" --epochs 12
       "$EDGERET" eval dr-grade --data "$OUT/data/fundus-dr-test" --models "$OUT/dr-grade"
       ;;
     quality-oct)

@@ -1,8 +1,12 @@
 """dr-grade training and evaluation (build host only; imports torch).
 
-Variants, as in the fundus paper's Table 4:
-  single-task  DR head only: L = L_dr
-  multi-task   DR + quality heads: L = L_dr + L_q (+ weight decay). This one ships.
+Variants, as in the fundus paper's Table 4 (network designs in ``model.py``):
+  single-task        DR head only: L = L_dr
+  multi-task         the paper's multi-task net, both heads on the pooled deep features:
+                     L = L_dr + L_q (+ weight decay). This one ships.
+  multi-task-guided  the same loss on the quality-guided design (quality head on the shallow
+                     features, DR head reading the quality probabilities): tried, not better
+                     on the phantoms (TRAINING.md), kept so the comparison can be re-run.
 Images without a DR label that means anything (non-retinal captures) are left
 out of L_dr; images without a quality label are left out of L_q.
 """
@@ -29,7 +33,11 @@ from . import WEIGHTS_DIR, task_plugin
 from .model import DRGradeNet, Probabilities
 from .processing import DR_LABELS, REFERABLE_FROM
 
-VARIANTS = {"single-task": False, "multi-task": True}  # name -> learns quality too
+VARIANTS = {  # name -> (learns quality too, network design)
+    "single-task": (False, "shared"),
+    "multi-task": (True, "shared"),
+    "multi-task-guided": (True, "guided"),
+}
 DEFAULT_VARIANT = "multi-task"
 EPOCHS, BATCH = 12, 16
 PREPROCESS_VERSION = "contrast-v1"  # part of the array-cache key
@@ -56,9 +64,9 @@ def train(request: TrainRequest) -> Path:
     dr = torch.from_numpy(y["dr_grade"].astype(np.int64))
     quality = torch.from_numpy(y["quality"].astype(np.int64))
     for name in [request.variant] if request.variant else list(VARIANTS):
-        multi = VARIANTS[name]
+        multi, design = VARIANTS[name]
         torch.manual_seed(request.seed)
-        net = DRGradeNet()
+        net = DRGradeNet(design=design)
 
         def loss_fn(model, batch, multi=multi):
             images, dr_t, q_t = batch
@@ -72,7 +80,7 @@ def train(request: TrainRequest) -> Path:
                            seed=request.seed, threads=request.threads, progress=request.progress)
         fit(net, [torch.from_numpy(x), dr, quality], loss_fn, config,
             request.out_dir / "checkpoints" / f"{name}.ckpt", label=name, augment=_flip)
-        meta = {"variant": name, "epochs": config.epochs, "seed": request.seed,
+        meta = {"variant": name, "design": design, "epochs": config.epochs, "seed": request.seed,
                 "train_images": len(x), "data": str(request.data_dir)}
         onnx_path = request.out_dir / "dr_grade.onnx" if name == DEFAULT_VARIANT else None
         ship(net, Probabilities(net), task, request.out_dir / f"{name}.pt", onnx_path, meta)
@@ -81,7 +89,7 @@ def train(request: TrainRequest) -> Path:
 
 @torch.no_grad()
 def _predict(name: str, models_dir: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    net = DRGradeNet()
+    net = DRGradeNet(design=VARIANTS[name][1])
     net.load_state_dict(torch.load(models_dir / f"{name}.pt", weights_only=True))
     model = Probabilities(net).eval()
     drs, qs = [], []
