@@ -2,7 +2,7 @@
 
     python tools/bench_bundles.py [--bundles out/bundles] [--heldout 200] [--calib-size 128]
                                   [--runs 100] [--threads 1] [--tasks quality-oct ...]
-                                  [--compare-tasks quality-oct ...]
+                                  [--compare-tasks quality-oct ...] [--gates-only]
 
 Runs, with the real CLI:
 
@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--threads", default="1")
     parser.add_argument("--tasks", nargs="+")
     parser.add_argument("--compare-tasks", nargs="+", help="tasks for bench --compare (default: all)")
+    parser.add_argument("--gates-only", action="store_true",
+                        help="export and verify only; keep the speed figures of the last full run "
+                             "(bundle-bench-*, bundle-compare-x86-cpu.json)")
     args = parser.parse_args()
     tasks = ["--tasks", *args.tasks] if args.tasks else []
 
@@ -54,13 +57,14 @@ def main() -> int:
                 "--calib-size", args.calib_size, "-o", str(args.bundles / device), "--force", "--quiet")
     for device in VERIFY_HERE:
         edgeret("verify", str(args.bundles / device))
-    for device in BENCH_HERE:
+    for device in BENCH_HERE if not args.gates_only else ():
         edgeret("bench", str(args.bundles / device), "--runs", args.runs, "--threads", args.threads,
                 "--out", str(args.out), "--quiet")
     compare_tasks = ["--tasks", *args.compare_tasks] if args.compare_tasks else []
-    edgeret("bench", str(args.bundles / "x86-cpu"), *compare_tasks, "--compare", "--runs", args.runs,
-            "--threads", args.threads, "--heldout", args.heldout, "--calib-size", args.calib_size,
-            "--out", str(args.out), "--quiet")
+    if not args.gates_only:
+        edgeret("bench", str(args.bundles / "x86-cpu"), *compare_tasks, "--compare", "--runs", args.runs,
+                "--threads", args.threads, "--heldout", args.heldout, "--calib-size", args.calib_size,
+                "--out", str(args.out), "--quiet")
 
     gates = []
     for device in DEVICES:
@@ -103,6 +107,9 @@ def main() -> int:
                      f"{num(g['drop'], '+.2f')} | {'pass' if g['passed'] else 'FAIL'} | {same} | "
                      f"{' -> '.join(g['tried'])} | {g['size_kb']} |")
     m = compare["machine"]
+    if args.gates_only:
+        lines += ["", "Gates refreshed with `--gates-only`; the speed-ups below are from the last full "
+                      "run (`bundle-compare-x86-cpu.md`)."]
     lines += ["", f"## INT8 vs fp32 on this CPU ({m['cpu']}, {m['cores']} cores; {compare['threads']} "
                   f"thread(s), batch 1, best median of {compare.get('rounds', 1)} interleaved rounds of "
                   f"{compare['runs']} runs)", "",
