@@ -164,7 +164,7 @@ def test_symbols_recovered_exactly_torch_and_onnxruntime(catalog, name):
     torch = pytest.importorskip("torch")
     from edgeret.data.fundus import generate_fundus
     from edgeret.data.oct import generate_oct
-    from edgeret_plugins.tasks.codec.recipe import load_codec
+    from edgeret_plugins.tasks.codec.shipping import load_codec
 
     torch.set_num_threads(1)
     model = catalog.models[name]

@@ -55,7 +55,7 @@ from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
 from edgeret.reporting import markdown_table  # noqa: E402
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
 from edgeret_plugins.tasks.codec.processing import ms_ssim, psnr  # noqa: E402
-from edgeret_plugins.tasks.codec.recipe import BENCH_SEED, phantom  # noqa: E402
+from edgeret_plugins.tasks.codec.specs import BENCH_SEED, phantom  # noqa: E402
 
 CLASSICAL = {
     # name: (settings swept, encode(image, setting) -> bytes, decode(bytes) -> array)

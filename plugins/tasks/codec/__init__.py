@@ -11,7 +11,8 @@ bundle), the decoder graph at the hub. Everything else is numpy:
   encoder ONNX, a decoder ONNX, a ``.npz`` of gains and integer entropy
   tables, and fp16 torch weights;
 * build host: ``model.py`` (the seed paper's network and the factorized prior),
-  ``losses.py`` (MS-SSIM + L1 in torch), ``recipe.py`` (training and export);
+  ``losses.py`` (MS-SSIM + L1 in torch), ``specs.py`` (models and data), ``recipe.py``
+  (training), ``shipping.py`` (export: rate points, tables, manifest), ``finetune.py``;
   ``TRAINING.md`` says how the weights were made.
 
 The registered default model of both tasks is ``oct-factorized``; `edgeret
@@ -112,14 +113,14 @@ def _psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def _encoder_factory():
     from .model import EncoderGraph
-    from .recipe import load_codec
+    from .shipping import load_codec
 
     return EncoderGraph(load_codec(DEFAULT_MODEL))
 
 
 def _decoder_factory():
     from .model import DecoderGraph
-    from .recipe import load_codec
+    from .shipping import load_codec
 
     return DecoderGraph(load_codec(DEFAULT_MODEL))
 

@@ -26,7 +26,9 @@ from edgeret.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .model import Codec
-from .recipe import SPECS, _augment, export_codec, load_codec, loss_fn_for, patches_from, phantom
+from .recipe import _augment, loss_fn_for
+from .shipping import export_codec, load_codec
+from .specs import SPECS, patches_from, phantom
 
 
 def reconfigured(model: Codec, **changes) -> Codec:
