@@ -180,11 +180,14 @@ class Decoder(nn.Module):
         h = F.relu(self._up(self.d4, torch.cat([h, y3], 1)))
         return F.relu(self._up(self.d5, h))
 
+    def output_input(self, h: torch.Tensor) -> torch.Tensor:
+        """Features from :meth:`features`, padded as the last 7x7 conv reads them."""
+        pad = self.d6.padding[0]
+        return mirror_edges(h, pad) if self.mirror else F.pad(h, (pad, pad, pad, pad))
+
     def output_layer(self, h: torch.Tensor) -> torch.Tensor:
         """The last 7x7 conv (+ 0.5), on features from :meth:`features`."""
-        if not self.mirror:
-            return self.d6(h) + 0.5
-        return F.conv2d(mirror_edges(h, 3), self.d6.weight, self.d6.bias) + 0.5
+        return F.conv2d(self.output_input(h), self.d6.weight, self.d6.bias) + 0.5
 
     def forward(self, y0, y1, y2, y3):
         return self.output_layer(self.features(y0, y1, y2, y3))

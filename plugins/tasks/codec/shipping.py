@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from edgeret.entropy import IntegerTable
 
@@ -23,7 +22,6 @@ from .model import (
     EncoderGraph,
     count_params,
     load_shipped,
-    mirror_edges,
 )
 from .processing import MULTIPLE, dequantize, ms_ssim, psnr, quantize, to_model_input
 from .specs import MANIFEST, MAX_RANGE, SPECS, VALIDATION_SEED, phantom
@@ -207,7 +205,7 @@ def refit_output_layer(model: Codec, points: list[dict], images: list[np.ndarray
     """
     rng = np.random.default_rng(seed)
     d6 = model.decoder.d6
-    k, pad = d6.kernel_size[0], d6.padding[0]
+    k = d6.kernel_size[0]
     cin, cout = d6.in_channels, d6.out_channels
     xtx = torch.zeros(cin * k * k + 1, cin * k * k + 1, dtype=torch.float64)
     xty = torch.zeros(cin * k * k + 1, cout, dtype=torch.float64)
@@ -221,8 +219,7 @@ def refit_output_layer(model: Codec, points: list[dict], images: list[np.ndarray
             hh, ww = h.shape[2:]
             idx = torch.from_numpy(rng.choice(hh * ww, min(pixels_per_image, hh * ww), replace=False))
             yy, xx = idx // ww, idx % ww
-            hp = (mirror_edges(h, pad) if model.decoder.mirror  # the layer's own edge handling
-                  else F.pad(h, (pad, pad, pad, pad)))[0]
+            hp = model.decoder.output_input(h)[0]  # padded as the layer itself reads them
             off = torch.arange(k)
             patches = hp[:, yy[:, None, None] + off[None, :, None], xx[:, None, None] + off[None, None, :]]
             a = patches.permute(1, 0, 2, 3).reshape(len(idx), cin * k * k)  # weight layout (cin, ky, kx)
