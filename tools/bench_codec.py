@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -50,8 +49,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rd_plot import plot  # noqa: E402  (tools/ is on sys.path when run as a script)
+
 from edgeret.bitstream import encode_stream  # noqa: E402
 from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
+from edgeret.rd_metrics import bd_rate, cr_at_quality, msssim_db, msssim_from_db, quality_at_cr  # noqa: E402
 from edgeret.reporting import markdown_table  # noqa: E402
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
 from edgeret_plugins.tasks.codec.processing import ms_ssim, psnr  # noqa: E402
@@ -117,79 +119,6 @@ def average(rows: list[dict]) -> dict:
     out["cr"] = float(np.mean([r["cr"] for r in rows]))
     out["ms_ssim_min"] = float(np.min([r["ms_ssim"] for r in rows]))
     return out
-
-
-def msssim_db(v: float) -> float:
-    return -10.0 * math.log10(max(1e-10, 1.0 - v))
-
-
-# --- Bjontegaard --------------------------------------------------------------------------
-
-
-def _monotone(rates, quals):
-    """Points sorted by rate, keeping only those that raise the quality (a usable curve)."""
-    pts = sorted(zip(rates, quals, strict=True))
-    keep = []
-    for r, q in pts:
-        if not keep or q > keep[-1][1] + 1e-9:
-            keep.append((r, q))
-    return [p[0] for p in keep], [p[1] for p in keep]
-
-
-def bd_rate(anchor_rates, anchor_q, test_rates, test_q) -> dict:
-    """Bjontegaard delta rate (%), piecewise-cubic (PCHIP) log-rate over quality.
-
-    Negative: the test codec needs that many percent fewer bits at equal quality,
-    averaged over the overlapping quality interval.
-    """
-    from scipy.interpolate import PchipInterpolator
-
-    ar, aq = _monotone(anchor_rates, anchor_q)
-    tr, tq = _monotone(test_rates, test_q)
-    if len(ar) < 2 or len(tr) < 2:
-        return {"bd_rate": None, "reason": "fewer than two monotone points"}
-    lo, hi = max(min(aq), min(tq)), min(max(aq), max(tq))
-    if hi <= lo:
-        return {"bd_rate": None, "reason": "quality ranges do not overlap"}
-    pa = PchipInterpolator(aq, np.log(ar))
-    pt = PchipInterpolator(tq, np.log(tr))
-    diff = (pt.integrate(lo, hi) - pa.integrate(lo, hi)) / (hi - lo)
-    return {"bd_rate": float((math.exp(diff) - 1) * 100), "overlap": [float(lo), float(hi)],
-            "test_points": len(tr), "anchor_points": len(ar)}
-
-
-def cr_at_msssim(points: list[dict], threshold: float = 0.99) -> dict:
-    """Highest compression ratio at which the mean MS-SSIM is still >= threshold.
-
-    Walks the curve from the lowest rate up and interpolates the first crossing
-    linearly in log-rate (``how``: "interpolated"); when even the lowest rate
-    passes, that point's CR is a lower bound (``how``: "lower bound"); when no
-    point reaches the threshold, ``cr`` is None and ``best_ms_ssim`` / ``best_cr``
-    say how close the curve came.
-    """
-    pts = sorted(points, key=lambda p: p["bpp"])
-    if not pts:
-        return {"cr": None, "how": "no points"}
-    best = max(pts, key=lambda p: p["ms_ssim"])
-    out = {"best_ms_ssim": best["ms_ssim"], "best_cr": best["cr"]}
-    if pts[0]["ms_ssim"] >= threshold:
-        return {"cr": pts[0]["cr"], "how": "lower bound", **out}
-    for a, b in zip(pts, pts[1:], strict=False):
-        if a["ms_ssim"] < threshold <= b["ms_ssim"]:
-            t = (threshold - a["ms_ssim"]) / (b["ms_ssim"] - a["ms_ssim"])
-            bpp = math.exp(math.log(a["bpp"]) + t * (math.log(b["bpp"]) - math.log(a["bpp"])))
-            return {"cr": a["cr"] * a["bpp"] / bpp, "how": "interpolated", **out}
-    return {"cr": None, "how": "never reached", **out}
-
-
-def quality_at_cr(points: list[dict], cr: float, key: str = "ms_ssim") -> float | None:
-    """Mean quality at this compression ratio, interpolated linearly in log-rate (None outside the curve)."""
-    pts = sorted(points, key=lambda p: p["cr"])
-    for a, b in zip(pts, pts[1:], strict=False):
-        if a["cr"] <= cr <= b["cr"]:
-            t = (math.log(cr) - math.log(a["cr"])) / (math.log(b["cr"]) - math.log(a["cr"]))
-            return a[key] + t * (b[key] - a[key])
-    return None
 
 
 def describe_cr(c: dict) -> str:
@@ -297,65 +226,6 @@ def timing(session: CodecSession, catalog: CodecCatalog, repeats: int) -> dict:
     return out
 
 
-# --- plots (cv2: no matplotlib on the runtime path) -----------------------------------------
-
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-COLORS = {"ours factorized": (40, 40, 220), "ours paper": (180, 40, 200), "JPEG": (60, 60, 60),
-          "JPEG 2000": (40, 150, 40), "WebP": (200, 120, 0), "AVIF": (0, 140, 230), "JPEG XL": (150, 150, 0)}
-
-
-def _panel(curves: dict, key: str, title: str, w=760, h=480) -> np.ndarray:
-    img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 70, 140, 40, 50  # the legend sits right of the axes
-    curves = {k: {"points": [p for p in c["points"] if math.isfinite(p["psnr"]) and p["ms_ssim"] < 1]}
-              for k, c in curves.items()}
-    xs = [p["bpp"] for c in curves.values() for p in c["points"]]
-    ys = [(msssim_db(p["ms_ssim"]) if key == "ms_ssim" else p["psnr"]) for c in curves.values()
-          for p in c["points"]]
-    x0, x1 = math.log10(max(min(xs), 1e-3)), math.log10(max(xs))
-    y0, y1 = min(ys), max(ys)
-    x0, x1 = x0 - 0.05, x1 + 0.05
-    y0, y1 = y0 - 0.5, y1 + 0.5
-
-    def px(b, q):
-        return (int(left + (math.log10(max(b, 1e-3)) - x0) / (x1 - x0) * (w - left - right)),
-                int(h - bottom - (q - y0) / (y1 - y0) * (h - top - bottom)))
-
-    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for e in range(math.floor(x0), math.ceil(x1) + 1):
-        for m in (1, 2, 5):
-            v = m * 10.0**e
-            if x0 <= math.log10(v) <= x1:
-                x, _ = px(v, y0)
-                cv2.line(img, (x, h - bottom), (x, h - bottom + 5), (0, 0, 0), 1)
-                cv2.putText(img, f"{v:g}", (x - 12, h - bottom + 20), FONT, 0.4, (0, 0, 0), 1)
-    step = max(1, round((y1 - y0) / 8))
-    for v in range(math.ceil(y0), math.floor(y1) + 1, step):
-        _, y = px(10**x0, v)
-        cv2.line(img, (left - 5, y), (left, y), (0, 0, 0), 1)
-        cv2.putText(img, f"{v}", (left - 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, title, (left, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1)
-    cv2.putText(img, "bits per pixel (log)", (w // 2 - 60, h - 12), FONT, 0.45, (0, 0, 0), 1)
-    for i, (name, curve) in enumerate(curves.items()):
-        color = COLORS.get(name, (100, 100, 100))
-        pts = sorted(curve["points"], key=lambda p: p["bpp"])
-        xy = [px(p["bpp"], msssim_db(p["ms_ssim"]) if key == "ms_ssim" else p["psnr"]) for p in pts]
-        for a, b in zip(xy, xy[1:], strict=False):
-            cv2.line(img, a, b, color, 2, cv2.LINE_AA)
-        for p in xy:
-            cv2.circle(img, p, 3, color, -1, cv2.LINE_AA)
-        cv2.putText(img, name, (w - right + 10, top + 12 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
-                    color, 1, cv2.LINE_AA)
-    return img
-
-
-def plot(curves: dict, title: str, path: Path) -> None:
-    a = _panel(curves, "ms_ssim", f"{title}: MS-SSIM (dB) vs bpp")
-    b = _panel(curves, "psnr", f"{title}: PSNR (dB) vs bpp")
-    rgb = np.concatenate([a, b], axis=1)
-    cv2.imwrite(str(path), rgb)
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -413,7 +283,7 @@ def main(argv=None) -> int:
                     "psnr": bd_rate([p["bpp"] for p in c], [p["psnr"] for p in c],
                                     [p["bpp"] for p in o], [p["psnr"] for p in o]),
                 }
-        cr99 = {name: cr_at_msssim(c["points"]) for name, c in curves.items()}
+        cr99 = {name: cr_at_quality(c["points"]) for name, c in curves.items()}
         progress(f"  CR at MS-SSIM >= 0.99 ({key}): "
                  + "; ".join(f"{name} {describe_cr(c)}" for name, c in cr99.items()))
         results["sets"][key] = {"description": what, "curves": curves, "bd_rate": bd,
@@ -469,10 +339,6 @@ def _bd(results, key, ours, anchor) -> dict:
     return {"bd_rate": None, "reason": "no such curve"} if entry is None else entry["ms_ssim_db"]
 
 
-def _db_to_msssim(db: float) -> float:
-    return 1.0 - 10.0 ** (-db / 10.0)
-
-
 def targets(results: dict) -> list[dict]:
     out = []
 
@@ -494,7 +360,7 @@ def targets(results: dict) -> list[dict]:
             return
         lo, hi = bd["overlap"]
         add(name, bd["bd_rate"], goal, True, "%",
-            note=f"; integrated over MS-SSIM {_db_to_msssim(lo):.4f}..{_db_to_msssim(hi):.4f}, the "
+            note=f"; integrated over MS-SSIM {msssim_from_db(lo):.4f}..{msssim_from_db(hi):.4f}, the "
                  "quality range both curves cover")
 
     oct_set = results["sets"]["oct"]
@@ -560,7 +426,7 @@ def report(results: dict) -> str:
             return f"{v['bd_rate']:+.1f}% over {fmt(v['overlap'][0])}..{fmt(v['overlap'][1])}"
 
         for k, v in s["bd_rate"].items():
-            brow.append([k, bd_cell(v["ms_ssim_db"], lambda d: f"{_db_to_msssim(d):.4f}"),
+            brow.append([k, bd_cell(v["ms_ssim_db"], lambda d: f"{msssim_from_db(d):.4f}"),
                          bd_cell(v["psnr"], lambda d: f"{d:.1f} dB")])
         lines.append(markdown_table(["ours vs", "BD-rate (MS-SSIM)", "BD-rate (PSNR)"], brow))
         lines += ["", "Compression ratio at which the mean MS-SSIM is still >= 0.99:", ""]
