@@ -126,6 +126,13 @@ class TaskPlugin:
     # Export gate metric computed from the raw held-out image and the outputs (None: the gate
     # derives one from the output specs: class metric, PSNR, or PSNR vs fp32).
     export_score: ExportScore | None = None
+    # Classifiers: (N, K) scores -> (N,) class indices, the decision postprocess makes (an
+    # operating point, say); None = argmax. The export gate scores exported models by it.
+    decide: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def decisions(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores)
+        return np.asarray(self.decide(scores)) if self.decide else np.argmax(scores, axis=-1)
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -83,3 +85,47 @@ def test_class_weights_follow_the_paper():
     assert _class_weights(targets, 1.0).tolist() == [1.0, 1.0, 1.0]  # plain softmax
     weights = _class_weights(targets, 27.0).tolist()
     assert weights == pytest.approx([1.0, 9.0, 27.0])  # inverse frequency, capped at beta
+
+
+def test_poor_threshold_decides_poor_and_argmax_decides_the_rest():
+    from edgeret_plugins.tasks.quality_fundus.processing import grades
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.45, 0.1, 0.45], [0.1, 0.3, 0.6]])
+    np.testing.assert_array_equal(grades(probs, None), probs.argmax(axis=1))
+    np.testing.assert_array_equal(grades(probs, 0.25), [0, 2, 2, 2])
+    np.testing.assert_array_equal(grades(probs, 0.5), [0, 1, 0, 2])  # below it: good vs usable only
+    assert grades(probs[1], 0.35).tolist() == [1]  # one image's probabilities, as postprocess passes
+
+
+def test_operating_point_rule_picks_the_largest_threshold_meeting_specificity():
+    from edgeret_plugins.tasks.quality_fundus.recipe import RULE_SPECIFICITY, operating_points
+
+    rng = np.random.default_rng(0)
+    p_poor = np.concatenate([rng.uniform(0.05, 1.0, 200), rng.uniform(0.0, 0.3, 400)])
+    probs = np.stack([(1 - p_poor) * 0.7, (1 - p_poor) * 0.3, p_poor], axis=1)
+    gradable = np.array([0] * 200 + [1] * 400)
+    points = operating_points(probs, gradable)
+    pick = points["pick"]
+    assert pick["specificity"] >= RULE_SPECIFICITY
+    above = [c for c in points["curve"] if c["threshold"] > pick["threshold"]]
+    assert all(c["specificity"] < RULE_SPECIFICITY for c in above)
+    # poor drawn from U(0.05, 1): specificity at t is the share of them >= t
+    assert pick["specificity"] == pytest.approx(np.mean(p_poor[:200] >= pick["threshold"]))
+
+
+def test_export_gate_scores_the_shipped_decision_not_argmax():
+    from edgeret.export.gate import HeldOut, evaluate_gate, gate_rule
+    from edgeret_plugins.tasks.quality_fundus.processing import POOR_THRESHOLD
+
+    task = task_plugin()
+    assert POOR_THRESHOLD is not None and POOR_THRESHOLD < 0.2
+    # the second capture is poor by the operating point (p_poor 0.2) but good by argmax
+    scores = np.array([[0.6, 0.3, 0.1], [0.5, 0.3, 0.2], [0.2, 0.7, 0.1]], np.float32)
+    heldout = HeldOut([], np.array([0, 2, 1]), "three rows", task=task)
+    outputs = {"quality_probs": scores}
+    result = evaluate_gate(gate_rule(task), heldout, outputs, outputs, "fp32", "onnxruntime")
+    assert result.fp32 == pytest.approx(100.0) and result.passed
+    argmax_task = dataclasses.replace(task, decide=None)
+    heldout.task = argmax_task
+    assert evaluate_gate(gate_rule(argmax_task), heldout, outputs, outputs, "fp32",
+                         "onnxruntime").fp32 == pytest.approx(200 / 3)

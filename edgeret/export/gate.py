@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,8 @@ def evaluate_gate(rule: GateRule, heldout: HeldOut, fp32: Mapping[str, np.ndarra
     ref, out = np.asarray(fp32[rule.output]), np.asarray(exported[rule.output])
     n = len(ref)
     if rule.kind == "class":
-        ref_cls, out_cls = np.argmax(ref, axis=-1), np.argmax(out, axis=-1)
+        decide = heldout.task.decisions if heldout.task is not None else partial(np.argmax, axis=-1)
+        ref_cls, out_cls = decide(ref), decide(out)
         agreement = 100.0 * float(np.mean(ref_cls == out_cls))
         truth = heldout.truth
         known = truth is not None and bool(np.any(truth >= 0))

@@ -14,7 +14,7 @@ from edgeret.hookspecs import hookimpl
 from edgeret.lazy import lazy
 from edgeret.registrations import TaskPlugin, TensorSpec
 
-from .processing import INPUT_SIZE, LABELS, postprocess, preprocess
+from .processing import INPUT_SIZE, LABELS, grades, postprocess, preprocess
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -30,6 +30,7 @@ def task_plugin() -> TaskPlugin:
                             "softmax over good, usable, poor"),),
         preprocess=preprocess,
         postprocess=postprocess,
+        decide=grades,  # poor from p(poor) >= POOR_THRESHOLD, the shipped operating point
         labels=LABELS,
         image_kind="color",
         default_model=WEIGHTS_DIR / "quality_fundus.onnx",
