@@ -27,7 +27,7 @@ from edgeret.training.loop import FitConfig, fit, seed_everything
 from . import WEIGHTS_DIR
 from .model import Codec
 from .recipe import _augment, loss_fn_for
-from .shipping import export_codec, load_codec
+from .shipping import export_codec, extend_low, load_codec
 from .specs import SPECS, patches_from, phantom
 
 
@@ -52,16 +52,33 @@ def without_extrapolated(model: Codec) -> Codec:
     return new
 
 
+def with_trained_lowest(model: Codec, lam: float) -> Codec:
+    """One more *trained* rate point below the lowest, at rate-distortion weight ``lam``.
+
+    Its gains start where the export's extrapolation would put them (one step of
+    log-gain below the lowest point), so training starts from the shipped curve.
+    The export then extrapolates only the points the spec still misses.
+    """
+    trained = without_extrapolated(model)
+    if not 0 < lam < trained.cfg.lambdas[0]:
+        raise ValueError(f"the new lowest lambda {lam} must be below {trained.cfg.lambdas[0]} and above 0")
+    extended = extend_low(trained, 1.0)
+    return reconfigured(extended, lambdas=(lam, *extended.cfg.lambdas[1:]), extrapolated=0)
+
+
 def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: int, n_images: int,
              mirror: bool = True, threads: int = 1, progress: bool = True,
-             weights_dir: Path = WEIGHTS_DIR) -> tuple[Codec, dict]:
+             weights_dir: Path = WEIGHTS_DIR, train_lowest: float | None = None) -> tuple[Codec, dict]:
     spec = SPECS[name]
     torch.set_num_threads(threads)
     model = load_codec(name, weights_dir)
     previous = model.cfg.to_dict()
     if mirror:
         model = reconfigured(model, decoder_edge="mirror")
-    model = without_extrapolated(model).train()
+    model = without_extrapolated(model)
+    if train_lowest is not None:
+        model = with_trained_lowest(model, train_lowest)
+    model = model.train()
     if epochs == 0:  # only the edge switch: no steps, the export re-solves the output layer
         return model, {"stage": "re-export of the shipped model", "from_config": previous,
                        "steps": 0, "decoder_edge": model.cfg.decoder_edge}
@@ -83,7 +100,8 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
                         "(quality good, every 4th usable)",
         "patches": int(len(patches)), "epochs": epochs, "steps": steps, "lr": lr,
         "batch": spec.batch, "seed": spec.seed, "crop_seed": spec.seed + 1, "threads": threads,
-        "decoder_edge": model.cfg.decoder_edge, "data_cpu_seconds": round(data_cpu, 1),
+        "decoder_edge": model.cfg.decoder_edge, "lambdas": list(model.cfg.lambdas),
+        "added_trained_lowest": train_lowest, "data_cpu_seconds": round(data_cpu, 1),
         "cpu_seconds_this_run": round(time.process_time() - cpu0, 1),
         "wall_seconds_this_run": round(time.time() - wall0, 1)}
 
@@ -99,6 +117,9 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=480)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-mirror", action="store_true", help="keep the zero-padded decoder edges")
+    parser.add_argument("--train-lowest", type=float, metavar="LAMBDA",
+                        help="add a trained rate point below the lowest, at this lambda (it replaces "
+                             "the lowest extrapolated one)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     previous = next(m["training"] for m in json.loads((args.weights / "codec_models.json").read_text())
@@ -106,7 +127,8 @@ def main(argv=None) -> int:
     model, meta = finetune(args.name, args.out, epochs=args.epochs, lr=args.lr,
                            first_seed=args.first_seed, n_images=args.images,
                            mirror=not args.no_mirror, threads=args.threads,
-                           progress=not args.quiet, weights_dir=args.weights)
+                           progress=not args.quiet, weights_dir=args.weights,
+                           train_lowest=args.train_lowest)
     stages = previous.get("stages", [previous])
     entry = export_codec(model, args.name, {"stages": [*stages, meta]}, args.weights)
     for rate in entry["rates"]:

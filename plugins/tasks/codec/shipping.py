@@ -308,11 +308,19 @@ def extend_low(model: Codec, steps: float) -> Codec:
     return new.eval()
 
 
+def points_to_extrapolate(spec, cfg) -> int:
+    """How many rate points the export adds below the trained ones: the spec's total
+    (trained + extrapolated) minus what the model already has, so a model that learned a
+    lower point (``finetune --train-lowest``) keeps the same number of points and ids."""
+    wanted = len(spec.config.lambdas) + len(spec.extrapolate_low)
+    return max(0, min(len(spec.extrapolate_low), wanted - len(cfg.lambdas)))
+
+
 def export_codec(model: Codec, name: str, meta: dict, weights_dir: Path = WEIGHTS_DIR) -> dict:
     """Write weights, ONNX graphs, tables and the manifest entry for one trained model."""
     spec = SPECS[name]
     if not model.cfg.extrapolated:
-        for steps in spec.extrapolate_low:
+        for steps in spec.extrapolate_low[:points_to_extrapolate(spec, model.cfg)]:
             model = extend_low(model, steps)
     cfg = model.cfg
     model.eval()
