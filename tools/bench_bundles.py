@@ -4,6 +4,9 @@
                                   [--runs 100] [--threads 1] [--tasks quality-oct ...]
                                   [--compare-tasks quality-oct ...] [--gates-only]
 
+With ``--tasks``, the gates table keeps the other tasks' rows from the last report
+(``benchmarks/export-gates.json``), so one retrained model can be re-gated alone.
+
 Runs, with the real CLI:
 
 1. ``edgeret export --device D`` for x86-cpu (``--precision int8``), intel-x86,
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVICES = {"x86-cpu": ["--precision", "int8"], "intel-x86": [], "raspberry-pi-5": [], "jetson": []}
 VERIFY_HERE = ("x86-cpu", "intel-x86", "raspberry-pi-5", "jetson")
 BENCH_HERE = ("x86-cpu", "intel-x86", "raspberry-pi-5")
+DEVICE_NAMES = ("x86-cpu", "intel-x86", "raspberry-pi-5", "jetson-orin-nano")  # as the manifests name them
 
 
 def edgeret(*args: str) -> None:
@@ -34,6 +38,16 @@ def edgeret(*args: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "edgeret", *args], cwd=ROOT)
     if proc.returncode != 0:
         sys.exit(f"edgeret {args[0]} failed (exit {proc.returncode})")
+
+
+def merged_rows(previous_report: Path, fresh: list[dict], tasks: set[str]) -> list[dict]:
+    """This run's gate rows for ``tasks`` plus the last report's rows for every other task,
+    in device order, then task name."""
+    kept = []
+    if previous_report.exists():
+        kept = [g for g in json.loads(previous_report.read_text())["gates"] if g["task"] not in tasks]
+    order = {device: i for i, device in enumerate(DEVICE_NAMES)}
+    return sorted(kept + fresh, key=lambda g: (order.get(g["device"], len(order)), g["task"]))
 
 
 def main() -> int:
@@ -80,6 +94,8 @@ def main() -> int:
                           "agreement_with_fp32": gate.get("agreement_with_fp32"),
                           "tried": [a["precision"] for a in gate["attempts"]],
                           "size_kb": round(entry["size_bytes"] / 1024)})
+    if args.tasks:  # a partial run: keep the other tasks' rows from the last report
+        gates = merged_rows(args.out / "export-gates.json", gates, set(args.tasks))
     compare = json.loads((args.out / "bundle-compare-x86-cpu.json").read_text())
     speedups = [{"task": r["task"], "runtime": r["backend"], "int8_speedup": r["speedup_vs_fp32"],
                  "int8_median_ms": r["latency_ms_median"]}
