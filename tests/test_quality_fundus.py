@@ -129,3 +129,27 @@ def test_export_gate_scores_the_shipped_decision_not_argmax():
     heldout.task = argmax_task
     assert evaluate_gate(gate_rule(argmax_task), heldout, outputs, outputs, "fp32",
                          "onnxruntime").fp32 == pytest.approx(200 / 3)
+
+
+def test_eval_reports_paper_rows_the_shipped_operating_point_and_its_curve(tmp_path):
+    from edgeret.data.synth import SynthRequest, synthesize
+    from edgeret.registrations import EvalRequest
+    from edgeret_plugins.tasks.quality_fundus.processing import POOR_THRESHOLD, grades
+    from edgeret_plugins.tasks.quality_fundus.recipe import DEFAULT_VARIANT, evaluate
+
+    data = synthesize(SynthRequest("fundus", 24, 301, tmp_path / "data", size=256, workers=1,
+                                   quality_mix={"good": 1 / 3, "usable": 1 / 3, "poor": 1 / 3}))
+    report = evaluate(EvalRequest(data, tmp_path / "bench", WEIGHTS_DIR, progress=False))
+    variants = report["variants"]
+    argmax, shipped = variants[DEFAULT_VARIANT], variants[f"{DEFAULT_VARIANT}-operating-point"]
+    assert argmax["poor_threshold"] is None and shipped["poor_threshold"] == POOR_THRESHOLD
+    # the operating point calls poor at least every capture argmax calls poor
+    pred_argmax, pred_shipped = np.array(argmax["predictions"]), np.array(shipped["predictions"])
+    assert np.all(pred_shipped[pred_argmax == 2] == 2)
+    assert shipped["specificity"] >= argmax["specificity"]
+    curve = argmax["operating_points"]["curve"]
+    assert [c["threshold"] for c in curve] == sorted(c["threshold"] for c in curve)
+    assert all(a["specificity"] >= b["specificity"] for a, b in zip(curve, curve[1:], strict=False))
+    text = (tmp_path / "bench" / "quality-fundus-eval.md").read_text()
+    assert f"poor if p >= {POOR_THRESHOLD:g} (ships)" in text and "thresholds on p(poor)" in text
+    assert grades(np.array([[0.5, 0.2, 0.3]])).tolist() == [2]  # 0.3 >= the shipped 0.13
