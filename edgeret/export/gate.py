@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -249,8 +248,11 @@ def evaluate_gate(rule: GateRule, heldout: HeldOut, fp32: Mapping[str, np.ndarra
     ref, out = np.asarray(fp32[rule.output]), np.asarray(exported[rule.output])
     n = len(ref)
     if rule.kind == "class":
-        decide = heldout.task.decisions if heldout.task is not None else partial(np.argmax, axis=-1)
-        ref_cls, out_cls = decide(ref), decide(out)
+        # the task's own decision (an operating point, say); argmax for a bare held-out set
+        if heldout.task is not None:
+            ref_cls, out_cls = heldout.task.decisions(ref), heldout.task.decisions(out)
+        else:
+            ref_cls, out_cls = np.argmax(ref, axis=-1), np.argmax(out, axis=-1)
         agreement = 100.0 * float(np.mean(ref_cls == out_cls))
         truth = heldout.truth
         known = truth is not None and bool(np.any(truth >= 0))

@@ -183,6 +183,7 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
     x, y = load_arrays(request.data_dir, task, _labels_of, progress=request.progress)
     truth = y["quality"]
     gradable_truth = (truth != POOR).astype(int)
+    nonretinal = y["nonretinal"] == 1
     rows, results = [], {}
     names = [n for n in VARIANTS if (models_dir / f"{n}.pt").exists()]
     if request.backend == "onnxruntime":
@@ -201,7 +202,6 @@ def evaluate(request: EvalRequest) -> dict[str, Any]:
             pred = grades(probs, threshold)
             report = metrics.binary_report(gradable_truth, (pred != POOR).astype(int))
             matrix = metrics.confusion_matrix(truth, pred, len(LABELS))
-            nonretinal = y["nonretinal"] == 1
             report["accuracy_3class"] = metrics.accuracy(truth, pred)
             report["nonretinal_called_poor"] = (
                 float((pred[nonretinal] == POOR).mean()) if nonretinal.any() else float("nan"))
