@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README):
 #   make demo  - runtime venv (no torch), runs the main job on the embedded default
-#   make test  - test venv, ruff, then the whole test suite
+#   make test  - test venv (+ Orthanc, the PACS the tests talk to), ruff, then the whole test suite
 PY ?= python3
 RUN_VENV := .venv-run
 TEST_VENV := .venv-test
@@ -11,7 +11,7 @@ PIP_FLAGS := -q -c constraints.txt
 $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e .
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom]'
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt
@@ -24,6 +24,7 @@ demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/python tools/demo.py
 
 test: $(TEST_VENV)/.installed
+	bash tools/install_orthanc.sh
 	$(TEST_VENV)/bin/ruff check .
 	$(TEST_VENV)/bin/python -m pytest -q
 

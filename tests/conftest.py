@@ -52,3 +52,20 @@ def make_distribution(site: Path, dist: str, entry_points: dict[str, str], modul
 @pytest.fixture
 def site_dir(tmp_path: Path) -> Path:
     return tmp_path / "site"
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory):
+    """A real Orthanc with DICOMweb for the whole session; skips when it is not installed."""
+    from orthanc_server import orthanc_missing_reason, start_orthanc
+
+    reason = orthanc_missing_reason()
+    if reason and os.environ.get("CI"):  # `make test` installs it; in CI a skip would hide a broken set-up
+        pytest.fail(f"CI: {reason} (tools/install_orthanc.sh should have installed it)")
+    if reason:
+        pytest.skip(reason)
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    try:
+        yield server
+    finally:
+        server.stop()

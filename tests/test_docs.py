@@ -37,3 +37,11 @@ def test_readme_has_exactly_two_setup_commands():
     blocks = section.count("```sh")
     assert blocks == 2, "README '## Set up' must hold exactly two ```sh blocks"
     assert "make test" in section and "make demo" in section
+
+
+def test_every_subcommand_is_in_the_readme():
+    from edgeret.host import Host
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in Host().subcommands() if f"`edgeret {name}" not in readme]
+    assert not missing, f"README.md does not mention: {missing}"

@@ -5,13 +5,20 @@ the `jetson` alias, generates labelled fundus and OCT phantoms in the layout
 the training/eval readers take, reads them back, grades them with the
 committed quality and DR models on ONNX Runtime, restores a capture (denoise,
 x2 super-resolution), encodes captures to `.ert` streams on the device side and
-decodes them as the hub would.
+decodes them as the hub would; finally runs the hub (`edgeret serve`) and the
+device agent (`edgeret agent`), which grades, encodes and uploads a camera's
+inbox; the hub decodes, grades and writes DICOM.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from edgeret.cli import main as edgeret
@@ -24,6 +31,36 @@ def step(title: str, *argv: str) -> None:
     code = edgeret(list(argv))
     if code != 0:
         raise SystemExit(code)
+
+
+def run_hub_and_agent(captures: list[str]) -> None:
+    """Start the hub as its own process, let the agent send a camera's inbox to it, show the records."""
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n$ edgeret serve --store {OUT / 'hub'} --port {port} &    # the hub, in the background",
+          flush=True)
+    hub = subprocess.Popen([sys.executable, "-m", "edgeret", "serve", "--store", str(OUT / "hub"),
+                            "--port", str(port)])
+    try:
+        for _ in range(100):  # until it answers
+            try:
+                urllib.request.urlopen(f"{url}/v1/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        inbox = OUT / "camera" / "inbox"
+        inbox.mkdir(parents=True)
+        for path in captures:
+            shutil.copy(path, inbox)
+        step("device: grade, encode and upload the camera's captures (store-and-forward)", "agent",
+             "--inbox", str(inbox), "--spool", str(OUT / "camera" / "spool"), "--hub", url, "--once",
+             "--settle", "0")
+        health = json.loads(urllib.request.urlopen(f"{url}/v1/health", timeout=5).read())
+        print(f"hub: {health['captures']} captures stored, DICOM under {OUT / 'hub' / 'dicom'}/")
+    finally:
+        hub.terminate()
+        hub.wait(timeout=30)
 
 
 if __name__ == "__main__":
@@ -53,4 +90,5 @@ if __name__ == "__main__":
     for name in ("scan", "photo"):
         step("hub: decode the stream", "decode", str(OUT / "streams" / f"{name}.ert"),
              "-o", str(OUT / "decoded" / f"{name}.png"))
+    run_hub_and_agent(fundus[1:4] + octs[1:3])
     print(f"\ndemo finished: outputs under {OUT}/")

@@ -49,7 +49,7 @@ def configure_decode(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
-def _session(args: argparse.Namespace):
+def codec_session(args: argparse.Namespace):
     from edgeret.cli.backend_arg import backend_from_args
     from edgeret.codec_io import CodecCatalog, CodecSession
 
@@ -86,7 +86,7 @@ def run_encode(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         encoded, backend_name = _encode_with_bundle(args, image)
     else:
-        session, backend = _session(args)
+        session, backend = codec_session(args)
         modality = modality_of(image, args.modality)
         model, rate = session.catalog.choose(modality, args.variant, args.rate)
         encoded, backend_name = session.encode(image, model, rate, source=str(args.image)), backend.name
@@ -131,7 +131,7 @@ def run_decode(args: argparse.Namespace) -> int:
         raise InputError(path, f"cannot read file ({e.strerror})") from None
     if args.output.suffix.lower() in (".jpg", ".jpeg"):
         raise InputError(args.output, "decode writes lossless .png or .tif, not JPEG")
-    session, backend = _session(args)
+    session, backend = codec_session(args)
     decoded = session.decode_bytes(data, source=str(path), codec=args.codec)
     write_image(args.output, decoded.image)
     stats = {**stream_stats(len(data), decoded.header), "output": str(args.output),

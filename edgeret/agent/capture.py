@@ -1,0 +1,98 @@
+"""One capture file -> its id, its ``.ert`` stream and the metadata that travels with it.
+
+The capture id is the sha256 of the capture file's bytes: the same capture
+processed twice (a restart after a crash) gets the same id, so neither the
+spool nor the hub ever holds it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeret.bitstream import encode_stream
+from edgeret.codec_io import CodecSession, modality_of, stream_stats
+from edgeret.errors import InputError
+from edgeret.grading import Grader
+from edgeret.imageio import read_image
+
+# what a camera may put in the capture's side-car JSON (IMAGE.json beside IMAGE.png)
+PATIENT_FIELDS = ("patient_id", "patient_name", "laterality", "study_description")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    capture_id: str
+    stream: bytes
+    meta: dict[str, Any]
+
+
+def capture_id_of(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise InputError(path, f"cannot read file ({e.strerror})") from None
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def read_sidecar(path: Path) -> dict[str, str]:
+    """The capture's patient fields, or {} when the camera wrote no side-car."""
+    sidecar = sidecar_of(path)
+    if not sidecar.exists():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(sidecar, f"not valid JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(sidecar, "must hold a JSON object")
+    unknown = sorted(set(data) - set(PATIENT_FIELDS))
+    if unknown:
+        raise InputError(sidecar, f"unknown field(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(PATIENT_FIELDS)}")
+    bad = [k for k, v in data.items() if not isinstance(v, str) or len(v) > 64]
+    if bad:
+        raise InputError(sidecar, f"field(s) {', '.join(bad)} must be text of at most 64 characters")
+    if data.get("laterality", "R") not in ("L", "R"):
+        raise InputError(sidecar, "laterality must be 'L' or 'R'")
+    return data
+
+
+class CaptureProcessor:
+    """Quality-grade and encode captures on the device's backend (no torch)."""
+
+    def __init__(self, codec: CodecSession, grader: Grader, *, rate: str | float | None = None,
+                 device: str = "") -> None:
+        self.codec, self.grader, self.rate, self.device = codec, grader, rate, device
+
+    def prepare(self, path: Path) -> Prepared:
+        capture_id = capture_id_of(path)
+        patient = read_sidecar(path)
+        image = read_image(path)
+        if image.ndim == 3 and image.shape[2] not in (3, 4):
+            raise InputError(path, f"holds {image.shape[0]} frames; the agent sends one B-scan or photo "
+                                   "per file")
+        modality = modality_of(image)
+        quality = self.grader.grade(image, modality, str(path))
+        model, rate = self.codec.catalog.choose(modality, "factorized", self.rate)
+        encoded = self.codec.encode(image, model, rate, source=str(path))
+        stream = encode_stream(encoded.header, encoded.payloads)
+        meta = {"source_name": path.name, "device": self.device, "modality": modality,
+                "captured_at": path.stat().st_mtime, "encoded_at": time.time(),
+                "device_quality": quality, "patient": patient,
+                "stream": stream_stats(len(stream), encoded.header)}
+        return Prepared(capture_id, stream, meta)
+
+
+def quality_summary(quality: dict[str, Any]) -> str:
+    """A few words for the operator: the grade and whether a retake is advised."""
+    label = quality.get("grade", quality.get("quality"))
+    retake = quality.get("gradable") is False
+    return f"{quality.get('task')}: {label}" + (" -> retake advised" if retake else "")

@@ -1,0 +1,132 @@
+"""`edgeret agent` (device: inbox -> grade -> encode -> spool -> hub) and `edgeret serve` (the hub).
+
+Both run on the device profile's first available backend with no torch. The
+agent with ``--once`` processes the inbox, uploads what it can and exits: 0 when
+everything was delivered, 3 when streams are still queued (safe on disk), 1
+when captures failed or were refused. Without ``--once`` it watches the inbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from edgeret.cli.codec_cmd import codec_session
+from edgeret.devices import DEFAULT_DEVICE
+from edgeret.errors import EdgeretError
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="codec weights folder (default: the codec plugin's)")
+    parser.add_argument("--backend", help="backend name (default: the device's first available)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE, help="device profile or alias")
+    parser.add_argument("--threads", type=int, help="inference threads")
+
+
+def configure_agent(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inbox", type=Path, required=True,
+                        help="folder the camera writes captures to "
+                             "(IMAGE.png [+ IMAGE.json patient side-car])")
+    parser.add_argument("--spool", type=Path, required=True, help="the upload queue on local storage")
+    parser.add_argument("--hub", required=True, help="hub URL, e.g. http://hub.example:8470")
+    parser.add_argument("--rate", help="codec bits per pixel or rate-point id (default: the middle one)")
+    parser.add_argument("--once", action="store_true", help="process the inbox, upload, exit")
+    parser.add_argument("--max-wait", type=float, default=60.0,
+                        help="--once: give up uploading after this many seconds (streams stay queued)")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="a capture is taken once unchanged for this many seconds (camera still writing)")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between inbox scans")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub's answer")
+    parser.add_argument("--retry-first", type=float, default=1.0,
+                        help="first retry delay in seconds (doubles up to --retry-cap)")
+    parser.add_argument("--retry-cap", type=float, default=300.0, help="longest retry delay in seconds")
+    _runtime_options(parser)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from edgeret.agent.agent import Agent
+    from edgeret.agent.capture import CaptureProcessor
+    from edgeret.agent.spool import Spool
+    from edgeret.agent.upload import Uploader
+    from edgeret.grading import DEVICE_TASKS, Grader
+    from edgeret.retry import Backoff
+
+    uploader = Uploader(args.hub, timeout=args.timeout)
+    codec, backend = codec_session(args)
+    grader = Grader(args.host, backend, DEVICE_TASKS, threads=args.threads)
+    processor = CaptureProcessor(codec, grader, rate=args.rate, device=args.device)
+    agent = Agent(args.inbox, Spool(args.spool), processor, uploader, settle=args.settle,
+                  backoff=Backoff(first=args.retry_first, cap=args.retry_cap), log=_say)
+    if args.once:
+        return agent.run_once(max_wait=args.max_wait)
+    stop = _stop_on_signals()
+    _say(f"agent: watching {args.inbox}, sending to {args.hub} on {backend.name} (Ctrl-C to stop)")
+    agent.run_forever(poll=args.poll, should_stop=stop.is_set)
+    return 0
+
+
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, required=True, help="folder for streams, DICOM and records")
+    parser.add_argument("--host", dest="bind", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8470, help="port (0: any free one)")
+    parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
+    parser.add_argument("--pacs-user",
+                        help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
+    _runtime_options(parser)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from edgeret.grading import HUB_TASKS, Grader
+    from edgeret.host import import_optional
+    from edgeret.hub.intake import Intake
+    from edgeret.hub.server import HubServer
+    from edgeret.hub.store import HubStore
+
+    import_optional("pydicom", "dicom")
+    codec, backend = codec_session(args)
+    store = HubStore(args.store)
+    forwarder = None
+    if args.pacs:
+        from edgeret.hub.forwarder import PacsForwarder
+        from edgeret.hub.pacs import StowClient
+
+        try:
+            client = StowClient(args.pacs, user=args.pacs_user,
+                                password=os.environ.get("EDGERET_PACS_PASSWORD"))
+        except ValueError as e:
+            raise EdgeretError(f"--pacs: {e}") from None
+        forwarder = PacsForwarder(store, client, log=_say)
+    intake = Intake(store, codec, Grader(args.host, backend, HUB_TASKS, threads=args.threads),
+                    forward=forwarder is not None,
+                    on_commit=forwarder.notify if forwarder else lambda capture_id: None)
+    try:
+        server = HubServer(intake, args.bind, args.port, log=_say)
+    except OSError as e:
+        raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
+    if forwarder:
+        forwarder.start()
+    stop = _stop_on_signals()
+    threading.Thread(target=lambda: (stop.wait(), server.httpd.shutdown()), daemon=True).start()
+    _say(f"hub: listening on {server.url}, store {args.store}, {backend.name}"
+         + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS"))
+    server.serve_forever()
+    server.httpd.server_close()
+    if forwarder:
+        forwarder.stop()
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM / SIGINT end the loop between two captures, never in the middle of a write."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop

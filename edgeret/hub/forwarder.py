@@ -1,0 +1,76 @@
+"""Send the hub's DICOM objects to the PACS, in the background, until the PACS has each one.
+
+The outbox is on disk (``HubStore.outbox``), so a hub restart resumes where it
+stopped; a PACS that is down is retried with back-off; a PACS that refuses an
+object for good (4xx) gets it set aside with its reason, not retried forever.
+The DICOM UIDs are derived from the capture id, so sending an object twice
+(a crash between the PACS's answer and our note of it) stores it once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from edgeret.hub.pacs import PacsError, StowClient
+from edgeret.hub.store import HubStore
+from edgeret.retry import Backoff
+
+
+class PacsForwarder:
+    def __init__(self, store: HubStore, client: StowClient, *, backoff: Backoff | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.store, self.client, self.log = store, client, log
+        self.backoff = backoff or Backoff(first=1.0, cap=120.0)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.next_attempt = 0.0  # monotonic; a new upload does not shorten a back-off
+
+    def notify(self, capture_id: str = "") -> None:
+        """A new object is in the outbox: try now rather than at the next poll."""
+        self._wake.set()
+
+    def forward_pending(self) -> int:
+        """One pass over the outbox; returns how many objects are still waiting."""
+        if time.monotonic() < self.next_attempt:
+            return len(self.store.outbox_ids())
+        for capture_id in self.store.outbox_ids():
+            if self._stop.is_set():
+                break
+            try:
+                uid = self.client.store(self.store.dicom_path(capture_id).read_bytes())
+            except PacsError as exc:
+                if exc.transient:
+                    delay = self.backoff.failed()
+                    self.next_attempt = time.monotonic() + delay
+                    waiting = len(self.store.outbox_ids())
+                    self.log(f"PACS: {exc}; {waiting} waiting, next try in {delay:.1f} s")
+                    return len(self.store.outbox_ids())
+                self.store.pacs_refused(capture_id, str(exc))
+                self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside in pacs-rejected/")
+                continue
+            self.backoff.succeeded()
+            self.store.forwarded(capture_id, {"sop_instance_uid": uid, "forwarded_at": time.time(),
+                                              "url": self.client.base_url})
+            self.log(f"PACS: stored {capture_id[:12]} as {uid}")
+        return len(self.store.outbox_ids())
+
+    def _loop(self, poll: float) -> None:
+        while not self._stop.is_set():
+            waiting = self.forward_pending()
+            backing_off = waiting and self.backoff.failures
+            wait = max(0.05, self.next_attempt - time.monotonic()) if backing_off else poll
+            self._wake.wait(timeout=wait)
+            self._wake.clear()
+
+    def start(self, poll: float = 5.0) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(poll,), name="pacs-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,98 @@
+"""One upload at the hub: check, decode, grade, write DICOM, commit. No HTTP here (see server.py).
+
+Every refusal is a :class:`Refused` with the HTTP status the camera should see
+and one line saying what is wrong; nothing is written unless everything
+succeeded, so a refused or interrupted upload leaves no trace in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from edgeret.agent.spool import CAPTURE_ID
+from edgeret.codec_io import CodecSession, stream_stats
+from edgeret.errors import EdgeretError
+from edgeret.grading import Grader
+from edgeret.hub.dicom_out import capture_to_dicom, read_capture_dicom
+from edgeret.hub.store import HubStore
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Intake:
+    def __init__(self, store: HubStore, codec: CodecSession, grader: Grader, *, forward: bool,
+                 on_commit=lambda capture_id: None) -> None:
+        self.store, self.codec, self.grader, self.forward = store, codec, grader, forward
+        self.on_commit = on_commit
+        self._lock = threading.Lock()  # decoding is CPU-bound; one at a time keeps latency predictable
+
+    def receive(self, capture_id: str, stream: bytes, claimed_sha: str,
+                meta: dict[str, Any]) -> tuple[int, dict]:
+        """(HTTP status, JSON answer) for a complete upload; raises Refused."""
+        if not CAPTURE_ID.match(capture_id):
+            raise Refused(400, f"capture id {capture_id!r} is not 64 lowercase hex digits")
+        digest = hashlib.sha256(stream).hexdigest()
+        if claimed_sha != digest:
+            raise Refused(400, f"capture {capture_id[:12]}: body sha256 {digest[:12]}... does not match the "
+                               f"header's {claimed_sha[:12]}... (damaged in transit)")
+        with self._lock:
+            known = self.store.record(capture_id)
+            if known is not None:
+                if known["stream_sha256"] != digest:
+                    raise Refused(409, f"capture {capture_id[:12]} is already stored with a different stream")
+                return 200, _answer(known, "already stored")
+            record = self._process(capture_id, stream, digest, meta)
+            self.store.commit(capture_id, stream, record.pop("_dicom"), record, forward=self.forward)
+        self.on_commit(capture_id)
+        return 201, _answer(record, "stored")
+
+    def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any]) -> dict[str, Any]:
+        source = f"capture {capture_id[:12]} ({meta.get('source_name', 'unnamed')})"
+        try:
+            decoded = self.codec.decode_bytes(stream, source=source)
+        except EdgeretError as exc:  # corrupt, truncated, another model's stream...
+            raise Refused(422, str(exc)) from None
+        modality = decoded.header.modality
+        try:
+            findings = self.grader.grade(decoded.image, modality, source)
+        except EdgeretError as exc:
+            raise Refused(422, str(exc)) from None
+        patient = meta.get("patient") if isinstance(meta.get("patient"), dict) else {}
+        acquired = _timestamp(meta.get("captured_at"))
+        try:
+            dicom = capture_to_dicom(decoded.image, capture_id=capture_id, modality=modality,
+                                     bit_depth=decoded.header.bit_depth, findings=findings, patient=patient,
+                                     acquired=acquired)
+        except ValueError as exc:  # the camera's patient fields (too long, bad laterality...)
+            raise Refused(422, f"{source}: cannot write DICOM: {exc}") from None
+        _, ds = read_capture_dicom(dicom)
+        return {
+            "capture_id": capture_id, "stream_sha256": digest, "received_at": time.time(),
+            "source_name": meta.get("source_name"), "device": meta.get("device"), "modality": modality,
+            "device_quality": meta.get("device_quality"), "findings": findings, "patient": patient,
+            "stream": stream_stats(len(stream), decoded.header),
+            "decode_ms": round(decoded.seconds * 1000, 2),
+            "dicom": {"sop_instance_uid": str(ds.SOPInstanceUID),
+                      "study_instance_uid": str(ds.StudyInstanceUID)},
+            "pacs": {"pending": True} if self.forward else None,
+            "_dicom": dicom,
+        }
+
+
+def _answer(record: dict[str, Any], status: str) -> dict[str, Any]:
+    keys = ("capture_id", "stream_sha256", "modality", "findings", "dicom")
+    return {"status": status, **{k: record.get(k) for k in keys}}
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and 0 < value < 1e11:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    return None

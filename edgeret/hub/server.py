@@ -1,0 +1,128 @@
+"""The hub's HTTP endpoint (standard library ``http.server``; the protocol is in docs/upload.md).
+
+``PUT /v1/captures/ID``  an ``.ert`` stream -> 201 stored / 200 already stored / 4xx why not
+``GET /v1/captures/ID``  the record the hub keeps for a capture (404 if none)
+``GET /v1/health``       liveness, and how many objects still wait for the PACS
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from edgeret.agent.upload import META_HEADER, SHA_HEADER
+from edgeret.bitstream import MAX_STREAM
+from edgeret.hub.intake import Intake, Refused
+
+CAPTURE_PATH = re.compile(r"^/v1/captures/([^/?]+)$")
+SOCKET_TIMEOUT = 60.0  # a camera that stops sending mid-body must not hold a thread forever
+
+
+class HubServer:
+    """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread."""
+
+    def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = 8470, *,
+                 log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None) -> None:
+        handler = type("HubHandler", (_Handler,), {"intake": intake, "log": staticmethod(log)})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.intake, self.on_stop = intake, on_stop
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def start(self) -> HubServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hub-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.on_stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    intake: Intake
+    log: Callable[[str], None]
+    timeout = SOCKET_TIMEOUT
+    protocol_version = "HTTP/1.1"
+    server_version = "edgeret-hub"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # one line per capture comes from do_PUT instead of one per request
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body, sort_keys=True).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/v1/health":
+            store = self.intake.store
+            self._send(200, {"status": "ok", "captures": len(store.ids()),
+                             "pacs_waiting": len(store.outbox_ids())})
+            return
+        match = CAPTURE_PATH.match(self.path)
+        record = None
+        if match and re.fullmatch(r"[0-9a-f]{64}", match.group(1)):
+            record = self.intake.store.record(match.group(1))
+        if record is None:
+            self._send(404, {"error": f"no capture at {self.path}"})
+            return
+        self._send(200, record)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        match = CAPTURE_PATH.match(self.path)
+        if not match:
+            self._refuse(404, f"no such endpoint: PUT {self.path}")
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            self._refuse(411, "Content-Length is required")
+            return
+        if int(length) > MAX_STREAM:
+            self._refuse(413, f"{length} bytes is larger than any .ert stream (limit {MAX_STREAM})")
+            return
+        body = self.rfile.read(int(length))
+        if len(body) < int(length):  # the camera's connection broke mid-body: nothing to answer, nothing kept
+            self.close_connection = True
+            return
+        try:
+            meta = json.loads(self.headers.get(META_HEADER) or "{}")
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            self._refuse(400, f"header {META_HEADER} is not a JSON object ({e})")
+            return
+        try:
+            status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta)
+        except Refused as exc:
+            self._refuse(exc.status, str(exc), meta)
+            return
+        except Exception as exc:  # a hub bug must answer 500 (the camera retries), not drop the socket
+            self._refuse(500, f"hub error: {type(exc).__name__}: {exc}", meta)
+            return
+        findings = answer.get("findings") or {}
+        said = findings.get("result", findings.get("grade"))
+        self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
+                 f"{self.client_address[0]}: {findings.get('task')}: {said}")
+        self._send(status, answer)
+
+    def _refuse(self, status: int, message: str, meta: dict | None = None) -> None:
+        self.log(f"refused {self.path} ({(meta or {}).get('source_name', '?')}): HTTP {status}: {message}")
+        self.close_connection = True  # the body may be unread; do not reuse the connection
+        self._send(status, {"error": message})

@@ -1,0 +1,78 @@
+"""Start a real hub (HTTP on loopback, real codec and graders on ONNX Runtime) and make captures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeret.codec_io import CodecCatalog, CodecSession
+from edgeret.grading import HUB_TASKS, Grader
+from edgeret.host import get_host
+from edgeret.hub.intake import Intake
+from edgeret.hub.server import HubServer
+from edgeret.hub.store import HubStore
+
+
+def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None):
+    """(server, forwarder or None); the server runs in a thread; call stop_hub after."""
+    host = get_host()
+    backend = host.backend("onnxruntime")
+    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
+    hub_store = HubStore(store)
+    forwarder = None
+    lines: list[str] = []
+    log = log or lines.append
+    if pacs:
+        from edgeret.hub.forwarder import PacsForwarder
+        from edgeret.hub.pacs import StowClient
+        from edgeret.retry import Backoff
+
+        forwarder = PacsForwarder(hub_store, StowClient(pacs, timeout=10), log=log,
+                                  backoff=Backoff(first=0.2, cap=1.0))
+        forwarder.start(poll=0.5)
+    intake = Intake(hub_store, codec, Grader(host, backend, HUB_TASKS, threads=1), forward=bool(pacs),
+                    on_commit=forwarder.notify if forwarder else lambda capture_id: None)
+    server = HubServer(intake, "127.0.0.1", port, log=log,
+                       on_stop=forwarder.stop if forwarder else lambda: None).start()
+    server.lines = lines
+    return server
+
+
+def write_captures(inbox: Path, n_fundus: int = 1, n_oct: int = 1, seed: int = 0) -> list[Path]:
+    """Phantom captures as a camera writes them: colour PNG fundus photos, 8-bit PNG OCT B-scans."""
+    from edgeret.data.fundus import generate_fundus
+    from edgeret.data.oct import generate_oct
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n_fundus):
+        image = generate_fundus(seed + i, size=512, quality="good").image
+        paths.append(inbox / f"photo{i}.png")
+        cv2.imwrite(str(paths[-1]), np.ascontiguousarray(image[:, :, ::-1]))
+    for i in range(n_oct):
+        image = generate_oct(seed + i, height=256, width=512, quality="good").image
+        paths.append(inbox / f"scan{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    return paths
+
+
+def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, retry_first: float = 0.05):
+    """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines)."""
+    from edgeret.agent.agent import Agent
+    from edgeret.agent.capture import CaptureProcessor
+    from edgeret.agent.spool import Spool
+    from edgeret.agent.upload import Uploader
+    from edgeret.grading import DEVICE_TASKS
+    from edgeret.retry import Backoff
+
+    host = get_host()
+    backend = host.backend("onnxruntime")
+    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
+    processor = CaptureProcessor(codec, Grader(host, backend, DEVICE_TASKS, threads=1), device="test-camera")
+    lines: list[str] = []
+    agent = Agent(inbox, Spool(spool), processor, Uploader(hub_url, timeout=timeout), settle=0.0,
+                  backoff=Backoff(first=retry_first, cap=0.5), log=lines.append)
+    agent.lines = lines
+    return agent

@@ -1,0 +1,241 @@
+"""Device agent -> hub over real HTTP on loopback, with the real codec and graders (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from hub_helpers import make_agent, start_hub, write_captures
+from net_faults import FaultyProxy, free_port
+
+from edgeret.agent.upload import Uploader
+
+pydicom = pytest.importorskip("pydicom")
+
+
+def _hub_ids(store: Path) -> list[str]:
+    return sorted(p.stem for p in (store / "records").glob("*.json"))
+
+
+def _record(store: Path, capture_id: str) -> dict:
+    return json.loads((store / "records" / f"{capture_id}.json").read_text())
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _agent_once_to_a_fresh_hub(inbox: Path, spool: Path, store: Path):
+    """`edgeret agent --once` (a real process) against a hub started for it."""
+    hub = start_hub(store)
+    try:
+        return run_cli("agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", hub.url,
+                       "--once", "--settle", "0")
+    finally:
+        hub.stop()
+
+
+def _one_spooled_scan(tmp_path: Path):
+    """An OCT capture graded, encoded and spooled by the agent (not uploaded)."""
+    write_captures(tmp_path / "inbox", n_fundus=0, n_oct=1)
+    agent = make_agent(tmp_path / "inbox", tmp_path / "spool", "http://127.0.0.1:1")
+    agent.ingest()
+    (item,) = agent.spool.pending()
+    return item
+
+
+def test_agent_cli_delivers_every_capture_and_the_hub_decodes_exactly(tmp_path):
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    captures = write_captures(inbox, n_fundus=1, n_oct=1)
+    (inbox / "photo0.json").write_text(json.dumps({"patient_id": "P001", "laterality": "L"}))
+    ids = {p.name: _sha(p) for p in captures}
+    proc = _agent_once_to_a_fresh_hub(inbox, tmp_path / "spool", store)
+    assert proc.returncode == 0, proc.stderr
+    assert "photo0.png: quality-fundus" in proc.stdout and "sent scan0.png" in proc.stdout
+    assert _hub_ids(store) == sorted(ids.values())
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["photo0.json", "photo0.png", "scan0.png"]
+    assert not list((tmp_path / "spool" / "queue").iterdir())
+    assert len((tmp_path / "spool" / "sent.jsonl").read_text().splitlines()) == 2
+
+    photo = _record(store, ids["photo0.png"])
+    assert photo["findings"]["task"] == "dr-grade" and photo["device_quality"]["task"] == "quality-fundus"
+    assert _record(store, ids["scan0.png"])["findings"]["task"] == "quality-oct"
+    for name, capture_id in ids.items():
+        # the DICOM holds exactly what `edgeret decode` makes of the stream the hub kept
+        decoded = tmp_path / f"{name}.decoded.png"
+        run_cli("decode", str(store / "streams" / f"{capture_id}.ert"), "-o", str(decoded), check=True)
+        from edgeret.imageio import read_image
+
+        ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
+        np.testing.assert_array_equal(ds.pixel_array, read_image(decoded))
+        assert ds.SOPInstanceUID == _record(store, capture_id)["dicom"]["sop_instance_uid"]
+    ds = pydicom.dcmread(store / "dicom" / f"{ids['photo0.png']}.dcm")
+    assert ds.PatientID == "P001" and ds.ImageLaterality == "L" and ds.Modality == "OP"
+
+
+def test_the_same_capture_twice_is_stored_once_and_a_different_stream_under_its_id_is_refused(tmp_path):
+    store = tmp_path / "store"
+    item = _one_spooled_scan(tmp_path)
+    hub = start_hub(store)
+    try:
+        uploader = Uploader(hub.url)
+        first = uploader.send(item.capture_id, item.read_stream(), item.meta)
+        again = uploader.send(item.capture_id, item.read_stream(), item.meta)
+        other = item.read_stream()[:-1] + bytes([item.read_stream()[-1] ^ 1])
+        clash = uploader.send(item.capture_id, other, item.meta)
+    finally:
+        hub.stop()
+    assert (first.kind, first.receipt["status"]) == ("delivered", "stored")
+    assert (again.kind, again.receipt["status"]) == ("delivered", "already stored")
+    assert again.receipt["dicom"] == first.receipt["dicom"]
+    assert clash.kind == "rejected" and "HTTP 409" in clash.detail and "different stream" in clash.detail
+    assert _hub_ids(store) == [item.capture_id]
+
+
+def test_damaged_streams_are_refused_with_a_reason_and_leave_nothing_in_the_store(tmp_path):
+    store = tmp_path / "store"
+    item = _one_spooled_scan(tmp_path)
+    good = item.read_stream()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x40
+    hub = start_hub(store)
+    try:
+        uploader = Uploader(hub.url)
+        corrupt = uploader.send(item.capture_id, bytes(flipped), item.meta)
+        truncated = uploader.send(item.capture_id, good[: len(good) // 3], item.meta)
+        garbage = uploader.send(item.capture_id, b"not a stream at all", item.meta)
+        bad_id = uploader.send("abc", good, item.meta)
+        # a body whose sha256 is not the one the header promised: damaged on the way
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", int(hub.url.rsplit(":", 1)[1]), timeout=10)
+        conn.request("PUT", f"/v1/captures/{item.capture_id}", body=bytes(flipped),
+                     headers={"X-Edgeret-Stream-Sha256": hashlib.sha256(good).hexdigest()})
+        mismatch = conn.getresponse()
+        mismatch_body = json.loads(mismatch.read())
+        conn.close()
+        health = Uploader(hub.url)  # the hub still serves after all that
+        ok = health.send(item.capture_id, good, item.meta)
+    finally:
+        hub.stop()
+    for outcome in (corrupt, truncated, garbage):
+        assert outcome.kind == "rejected" and "HTTP 422" in outcome.detail, outcome
+        assert f"capture {item.capture_id[:12]}" in outcome.detail  # names what was refused
+    assert "CRC" in corrupt.detail or "corrupt" in corrupt.detail
+    assert bad_id.kind == "rejected" and "HTTP 400" in bad_id.detail
+    assert mismatch.status == 400 and "damaged in transit" in mismatch_body["error"]
+    assert ok.kind == "delivered"
+    assert _hub_ids(store) == [item.capture_id]
+    assert len(list((store / "streams").iterdir())) == len(list((store / "dicom").iterdir())) == 1
+
+
+def test_with_the_hub_down_streams_wait_on_disk_and_go_when_it_is_back(tmp_path):
+    inbox, spool, store = tmp_path / "inbox", tmp_path / "spool", tmp_path / "store"
+    captures = write_captures(inbox, n_fundus=1, n_oct=1)
+    ids = sorted(_sha(p) for p in captures)
+    port = free_port()
+    down = run_cli("agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", f"http://127.0.0.1:{port}",
+                   "--once", "--settle", "0", "--max-wait", "1", "--retry-first", "0.2")
+    assert down.returncode == 3, down.stdout + down.stderr
+    assert "connection refused" in down.stdout and "still queued" in down.stdout
+    assert sorted(p.stem for p in (spool / "queue").glob("*.json")) == ids
+    assert not list(inbox.glob("*.png"))  # captured streams are safe in the spool, the inbox is free
+    hub = start_hub(store, port=port)
+    try:
+        up = run_cli("agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", hub.url,
+                     "--once", "--settle", "0")
+    finally:
+        hub.stop()
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert _hub_ids(store) == ids
+    assert not list((spool / "queue").iterdir())
+
+
+def test_a_flaky_network_delays_delivery_but_loses_and_duplicates_nothing(tmp_path):
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    ids = sorted(_sha(p) for p in write_captures(inbox, n_fundus=2, n_oct=2))
+    hub = start_hub(store)
+    faults = ["reset", "cut", "stall", "cut", "reset"]
+    proxy = FaultyProxy(int(hub.url.rsplit(":", 1)[1]), faults, cut_after=700)
+    agent = make_agent(inbox, tmp_path / "spool", proxy.url, timeout=1.0)
+    try:
+        code = agent.run_once(max_wait=30)
+    finally:
+        proxy.close()
+        hub.stop()
+    assert code == 0, agent.lines
+    assert proxy.seen[:5] == faults
+    assert sum("failed" in line for line in agent.lines) == 5
+    assert _hub_ids(store) == ids
+    # cut uploads left no half-written stream at the hub
+    assert len(list((store / "streams").iterdir())) == 4
+    assert not list((tmp_path / "spool" / "queue").iterdir())
+
+
+def test_killing_the_agent_mid_upload_loses_nothing_and_sends_nothing_twice(tmp_path):
+    inbox, spool, store = tmp_path / "inbox", tmp_path / "spool", tmp_path / "store"
+    ids = sorted(_sha(p) for p in write_captures(inbox, n_fundus=2, n_oct=2, seed=5))
+    hub = start_hub(store)
+    proxy = FaultyProxy(int(hub.url.rsplit(":", 1)[1]), ["pass"] + ["slow"] * 10, delay=3.0)
+    env = {**os.environ}
+    argv = ["agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", proxy.url, "--settle", "0",
+            "--poll", "0.2"]
+    agent = subprocess.Popen([sys.executable, "-m", "edgeret", *argv],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_hub_ids(store)) < 1:
+            time.sleep(0.1)
+        time.sleep(0.5)  # now inside a slow upload
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+        assert 1 <= len(_hub_ids(store)) < 4, "the kill should land while uploads are still going"
+        queued = list((spool / "queue").glob("*.json"))
+        assert queued, "streams not yet acknowledged must still be in the spool"
+        restarted = run_cli("agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", hub.url,
+                            "--once", "--settle", "0")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        proxy.close()
+        hub.stop()
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert _hub_ids(store) == ids
+    assert len(list((store / "streams").iterdir())) == 4
+    assert not list((spool / "queue").iterdir())
+
+
+def test_unreadable_captures_are_set_aside_with_the_reason_and_the_rest_still_go(tmp_path):
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    (good,) = write_captures(inbox, n_fundus=0, n_oct=1)
+    data = good.read_bytes()
+    (inbox / "cut.png").write_bytes(data[: len(data) // 2])
+    write_captures(tmp_path / "other", n_fundus=1, n_oct=0)
+    (tmp_path / "other" / "photo0.png").rename(inbox / "photo0.png")
+    (inbox / "photo0.json").write_text("{not json")
+    proc = _agent_once_to_a_fresh_hub(inbox, tmp_path / "spool", store)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert _hub_ids(store) == [hashlib.sha256(data).hexdigest()]
+    failed = inbox / "failed"
+    assert sorted(p.name for p in failed.iterdir()) == ["cut.png", "cut.png.error.txt", "photo0.json",
+                                                        "photo0.png", "photo0.png.error.txt"]
+    assert "cut.png" in (failed / "cut.png.error.txt").read_text()
+    assert "photo0.json: not valid JSON" in (failed / "photo0.png.error.txt").read_text()
+
+
+def test_agent_and_serve_refuse_bad_arguments_in_one_line(tmp_path):
+    bad_hub = run_cli("agent", "--inbox", str(tmp_path / "i"), "--spool", str(tmp_path / "s"),
+                      "--hub", "ftp://x", "--once")
+    assert bad_hub.returncode == 2 and "is not an http:// or https:// URL" in bad_hub.stderr
+    assert len(bad_hub.stderr.strip().splitlines()) == 1
+    bad_pacs = run_cli("serve", "--store", str(tmp_path / "h"), "--port", "0", "--pacs", "pacs:8042")
+    assert bad_pacs.returncode == 2 and "--pacs" in bad_pacs.stderr
