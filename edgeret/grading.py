@@ -6,6 +6,7 @@ Sessions load on first use, so an OCT-only camera never loads the fundus model.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,15 +23,35 @@ HUB_TASKS = {"fundus": "dr-grade", "oct": "quality-oct"}
 class Grader:
     """modality -> task name; ``grade`` returns ``{"task": name, **the task's result}``."""
 
-    def __init__(self, host, backend: BackendPlugin, tasks: Mapping[str, str], *,
+    def __init__(self, host, backend: BackendPlugin | None, tasks: Mapping[str, str], *,
                  threads: int | None = None) -> None:
         self.host, self.backend, self.tasks, self.threads = host, backend, dict(tasks), threads
         self._sessions: dict[str, TaskSession] = {}
+
+    @classmethod
+    def from_bundle(cls, host, root: Path, tasks: Mapping[str, str], *, backend: str | None = None,
+                    threads: int | None = None) -> Grader:
+        """The bundle's exported models (e.g. INT8 on LiteRT), for the tasks the bundle holds."""
+        from edgeret.bundle import check_hashes, load_manifest, pick_backend
+
+        manifest = load_manifest(root)
+        check_hashes(root, manifest)  # a tampered model never grades a patient
+        held = {m: name for m, name in tasks.items() if name in manifest["tasks"]}
+        grader = cls(host, None, held, threads=threads)
+        for name in held.values():
+            entry = manifest["tasks"][name]
+            plugin, _ = pick_backend(manifest, entry, host.backends(), backend)
+            grader._sessions[name] = TaskSession(host.task(name), plugin, model=root / entry["artifact"],
+                                                 threads=threads)
+        return grader
 
     def _session(self, name: str) -> TaskSession:
         if name not in self._sessions:
             self._sessions[name] = TaskSession(self.host.task(name), self.backend, threads=self.threads)
         return self._sessions[name]
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} on {self._session(name).backend.name}" for name in self.tasks.values())
 
     def grade(self, image: np.ndarray, modality: str, source: str) -> dict[str, Any]:
         name = self.tasks.get(modality)

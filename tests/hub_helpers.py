@@ -61,7 +61,7 @@ def write_captures(inbox: Path, n_fundus: int = 1, n_oct: int = 1, seed: int = 0
 def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, retry_first: float = 0.05):
     """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines)."""
     from edgeret.agent.agent import Agent
-    from edgeret.agent.capture import CaptureProcessor
+    from edgeret.agent.capture import CaptureProcessor, PluginCodec
     from edgeret.agent.spool import Spool
     from edgeret.agent.upload import Uploader
     from edgeret.grading import DEVICE_TASKS
@@ -70,7 +70,8 @@ def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, 
     host = get_host()
     backend = host.backend("onnxruntime")
     codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
-    processor = CaptureProcessor(codec, Grader(host, backend, DEVICE_TASKS, threads=1), device="test-camera")
+    processor = CaptureProcessor(PluginCodec(codec), Grader(host, backend, DEVICE_TASKS, threads=1),
+                                 device="test-camera")
     lines: list[str] = []
     agent = Agent(inbox, Spool(spool), processor, Uploader(hub_url, timeout=timeout), settle=0.0,
                   backoff=Backoff(first=retry_first, cap=0.5), log=lines.append)

@@ -239,3 +239,36 @@ def test_agent_and_serve_refuse_bad_arguments_in_one_line(tmp_path):
     assert len(bad_hub.stderr.strip().splitlines()) == 1
     bad_pacs = run_cli("serve", "--store", str(tmp_path / "h"), "--port", "0", "--pacs", "pacs:8042")
     assert bad_pacs.returncode == 2 and "--pacs" in bad_pacs.stderr
+
+
+def test_the_agent_runs_an_exported_int8_bundle_as_the_camera_does(tmp_path):
+    """OCT camera profile (Raspberry Pi 5: LiteRT full-integer INT8): the bundle's quality model and
+    encoder grade and encode; the hub's fp32 decoder decodes the stream."""
+    bundle = tmp_path / "bundle"
+    exported = run_cli("export", "--device", "raspberry-pi-5", "--tasks", "codec-encoder", "quality-oct",
+                       "--heldout", "4", "--calib-size", "16", "--golden", "2", "--threads", "1", "--quiet",
+                       "-o", str(bundle))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    from edgeret.data.oct import generate_oct
+
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    inbox.mkdir()
+    import cv2
+
+    cv2.imwrite(str(inbox / "scan.png"), generate_oct(21, height=512, width=512, quality="good").image)
+    cv2.imwrite(str(inbox / "small.png"), generate_oct(22, height=256, width=512, quality="good").image)
+    ids = {p.name: _sha(p) for p in inbox.iterdir()}
+    hub = start_hub(store)
+    try:
+        proc = run_cli("agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub", hub.url,
+                       "--bundle", str(bundle), "--once", "--settle", "0")
+    finally:
+        hub.stop()
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the 256-row scan does not fit the bundle
+    assert _hub_ids(store) == [ids["scan.png"]]
+    record = _record(store, ids["scan.png"])
+    assert record["device_quality"]["task"] == "quality-oct"
+    assert record["findings"]["grade"] in ("good", "usable", "poor")
+    assert record["stream"]["codec"].startswith("oct-factorized")
+    reason = (inbox / "failed" / "small.png.error.txt").read_text()
+    assert "small.png" in reason and "runs 512x512 images only" in reason

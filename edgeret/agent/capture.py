@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeret.bitstream import encode_stream
-from edgeret.codec_io import CodecSession, modality_of, stream_stats
+from edgeret.codec_bundle import BundleEncoder
+from edgeret.codec_io import CodecSession, Encoded, modality_of, stream_stats
 from edgeret.errors import InputError
 from edgeret.grading import Grader
 from edgeret.imageio import read_image
@@ -65,12 +68,35 @@ def read_sidecar(path: Path) -> dict[str, str]:
     return data
 
 
-class CaptureProcessor:
-    """Quality-grade and encode captures on the device's backend (no torch)."""
+class PluginCodec:
+    """The codec plugin's own ONNX encoders, one per modality, on the device's backend."""
 
-    def __init__(self, codec: CodecSession, grader: Grader, *, rate: str | float | None = None,
-                 device: str = "") -> None:
-        self.codec, self.grader, self.rate, self.device = codec, grader, rate, device
+    def __init__(self, session: CodecSession, rate: str | float | None = None) -> None:
+        self.session, self.rate = session, rate
+
+    def encode(self, image: np.ndarray, modality: str, source: str) -> Encoded:
+        model, rate = self.session.catalog.choose(modality, "factorized", self.rate)
+        return self.session.encode(image, model, rate, source=source)
+
+
+class BundleCodec:
+    """An exported bundle's encoder (one modality, the profile's image size; e.g. INT8 on LiteRT)."""
+
+    def __init__(self, encoder: BundleEncoder, rate: str | float | None = None) -> None:
+        self.encoder, self.point = encoder, encoder.rate(rate)
+
+    def encode(self, image: np.ndarray, modality: str, source: str) -> Encoded:
+        if modality != self.encoder.model.modality:
+            raise InputError(source, f"is a {modality} image; the bundle's encoder ({self.encoder.root}) "
+                                     f"codes {self.encoder.model.modality} images")
+        return self.encoder.encode(image, self.point, source=source)
+
+
+class CaptureProcessor:
+    """Quality-grade and encode captures on the device (no torch)."""
+
+    def __init__(self, codec: PluginCodec | BundleCodec, grader: Grader, *, device: str = "") -> None:
+        self.codec, self.grader, self.device = codec, grader, device
 
     def prepare(self, path: Path) -> Prepared:
         capture_id = capture_id_of(path)
@@ -81,8 +107,7 @@ class CaptureProcessor:
                                    "per file")
         modality = modality_of(image)
         quality = self.grader.grade(image, modality, str(path))
-        model, rate = self.codec.catalog.choose(modality, "factorized", self.rate)
-        encoded = self.codec.encode(image, model, rate, source=str(path))
+        encoded = self.codec.encode(image, modality, str(path))
         stream = encode_stream(encoded.header, encoded.payloads)
         meta = {"source_name": path.name, "device": self.device, "modality": modality,
                 "captured_at": path.stat().st_mtime, "encoded_at": time.time(),

@@ -32,6 +32,9 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spool", type=Path, required=True, help="the upload queue on local storage")
     parser.add_argument("--hub", required=True, help="hub URL, e.g. http://hub.example:8470")
     parser.add_argument("--rate", help="codec bits per pixel or rate-point id (default: the middle one)")
+    parser.add_argument("--bundle", type=Path,
+                        help="run the exported bundle's codec encoder and quality model (e.g. INT8), as the "
+                             "camera does; captures must have the profile's size")
     parser.add_argument("--once", action="store_true", help="process the inbox, upload, exit")
     parser.add_argument("--max-wait", type=float, default=60.0,
                         help="--once: give up uploading after this many seconds (streams stay queued)")
@@ -47,24 +50,44 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
 
 def run_agent(args: argparse.Namespace) -> int:
     from edgeret.agent.agent import Agent
-    from edgeret.agent.capture import CaptureProcessor
+    from edgeret.agent.capture import CaptureProcessor, PluginCodec
     from edgeret.agent.spool import Spool
     from edgeret.agent.upload import Uploader
     from edgeret.grading import DEVICE_TASKS, Grader
     from edgeret.retry import Backoff
 
     uploader = Uploader(args.hub, timeout=args.timeout)
-    codec, backend = codec_session(args)
-    grader = Grader(args.host, backend, DEVICE_TASKS, threads=args.threads)
-    processor = CaptureProcessor(codec, grader, rate=args.rate, device=args.device)
+    if args.bundle is not None:
+        codec, grader, runs_on = _from_bundle(args)
+    else:
+        session, backend = codec_session(args)
+        codec, runs_on = PluginCodec(session, args.rate), backend.name
+        grader = Grader(args.host, backend, DEVICE_TASKS, threads=args.threads)
+    processor = CaptureProcessor(codec, grader, device=args.device)
     agent = Agent(args.inbox, Spool(args.spool), processor, uploader, settle=args.settle,
                   backoff=Backoff(first=args.retry_first, cap=args.retry_cap), log=_say)
     if args.once:
         return agent.run_once(max_wait=args.max_wait)
     stop = _stop_on_signals()
-    _say(f"agent: watching {args.inbox}, sending to {args.hub} on {backend.name} (Ctrl-C to stop)")
+    _say(f"agent: watching {args.inbox}, sending to {args.hub}; encoder on {runs_on}, "
+         f"{grader.describe() or 'no quality model'} (Ctrl-C to stop)")
     agent.run_forever(poll=args.poll, should_stop=stop.is_set)
     return 0
+
+
+def _from_bundle(args: argparse.Namespace):
+    """The camera's way: the exported bundle's encoder and quality model(s) on its device's backend."""
+    from edgeret.agent.capture import BundleCodec
+    from edgeret.codec_bundle import BundleEncoder
+    from edgeret.codec_io import CodecCatalog
+    from edgeret.grading import DEVICE_TASKS, Grader
+
+    folder = args.models or args.host.task("codec-encoder").default_model.parent
+    encoder = BundleEncoder(args.bundle, CodecCatalog(folder), args.host.backends(), args.backend,
+                            args.threads)
+    grader = Grader.from_bundle(args.host, args.bundle, DEVICE_TASKS, backend=args.backend,
+                                threads=args.threads)
+    return BundleCodec(encoder, args.rate), grader, f"{encoder.backend} ({encoder.precision} bundle)"
 
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
