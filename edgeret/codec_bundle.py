@@ -55,10 +55,10 @@ class BundleEncoder:
         self.runner = plugin.load(self.root / entry["artifact"], threads=threads)
 
     def rate(self, rate: str | float | None) -> RatePoint:
-        """The rate point of the bundle's codec closest to `rate` (bpp), or named by id; None: middle."""
+        """The rate point of the bundle's codec closest to `rate` (bpp), or named by id; None: its default."""
         points = sorted(self.model.rates, key=lambda p: p.nominal_bpp)
         if rate is None:
-            return points[len(points) // 2]
+            return self.model.default_point()
         if isinstance(rate, str) and not _is_number(rate):
             for p in points:
                 if p.id == rate:

@@ -155,6 +155,12 @@ class CodecModel:
     rates: list[RatePoint] = field(default_factory=list)
     levels: int | None = None
     description: str = ""
+    default_rate: str | None = None  # rate-point id used when none is asked for (None: the middle one)
+
+    def default_point(self) -> RatePoint:
+        points = sorted(self.rates, key=lambda p: p.nominal_bpp)
+        named = [p for p in points if p.id == self.default_rate]
+        return named[0] if named else points[len(points) // 2]
 
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
         ph, pw = padded_size(height, width)
@@ -208,7 +214,7 @@ class CodecCatalog:
             name=entry["name"], modality=entry["modality"], variant=entry["variant"],
             channels=int(entry["channels"]), latent_channels=tuple(int(c) for c in entry["latent_channels"]),
             encoder_path=enc_path, decoder_path=dec_path, levels=entry.get("levels"),
-            description=entry.get("description", ""))
+            description=entry.get("description", ""), default_rate=entry.get("default_rate"))
         if model.modality not in MODALITY_CHANNELS or len(model.latent_channels) != 4:
             raise ValueError(f"model {model.name}: bad modality or latent count")
         for rate in entry["rates"]:
@@ -235,7 +241,8 @@ class CodecCatalog:
         """The model of this modality and variant, and the rate point closest to ``rate``.
 
         ``rate``: a target in bits per pixel (closest nominal bpp, in log scale),
-        a rate-point id, or None (the model's middle rate point).
+        a rate-point id, or None (the model's default rate point: ``default_rate``
+        in the manifest, else the middle one).
         """
         if isinstance(rate, str) and rate in self.rates:
             model, point = self.rates[rate]
@@ -250,7 +257,7 @@ class CodecCatalog:
         model = models[0]
         points = sorted(model.rates, key=lambda p: p.nominal_bpp)
         if rate is None:
-            return model, points[len(points) // 2]
+            return model, model.default_point()
         try:
             target = float(rate)
         except ValueError:

@@ -271,3 +271,17 @@ assert not heavy, heavy
 """
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_without_a_rate_the_codec_uses_its_declared_default_point(catalog):
+    """The manifest's default_rate (set by tools/bench_grading_after_codec.py's rule) is what uploads use."""
+    for name in ("fundus-factorized", "oct-factorized"):
+        model = catalog.models[name]
+        assert model.default_rate in {p.id for p in model.rates}, name
+        assert catalog.choose(model.modality, "factorized")[1].id == model.default_rate
+    # no default declared: the middle point, as before
+    from dataclasses import replace
+
+    oct_model = catalog.models["oct-factorized"]
+    points = sorted(oct_model.rates, key=lambda p: p.nominal_bpp)
+    assert replace(oct_model, default_rate=None).default_point() is points[len(points) // 2]

@@ -31,7 +31,8 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
                              "(IMAGE.png [+ IMAGE.json patient side-car])")
     parser.add_argument("--spool", type=Path, required=True, help="the upload queue on local storage")
     parser.add_argument("--hub", required=True, help="hub URL, e.g. http://hub.example:8470")
-    parser.add_argument("--rate", help="codec bits per pixel or rate-point id (default: the middle one)")
+    parser.add_argument("--rate", help="codec bits per pixel or rate-point id (default: the codec's default "
+                                       "rate point, benchmarks/grading-after-codec.md)")
     parser.add_argument("--bundle", type=Path,
                         help="run the exported bundle's codec encoder and quality model (e.g. INT8), as the "
                              "camera does; captures must have the profile's size")

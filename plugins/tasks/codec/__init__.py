@@ -59,7 +59,7 @@ def _encoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.nda
 
 
 def _encoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
-    """Quantize with the default model's middle rate point and entropy-code: real bytes."""
+    """Quantize with the default model's default rate point and entropy-code: real bytes."""
     from edgeret.codec_io import LATENT_NAMES, quantize
     from edgeret.entropy import encode_symbols
 

@@ -43,7 +43,7 @@ def fit_to_input(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _hub():
-    """The shipped catalogue, its default model at its middle rate point, and an ORT session."""
+    """The shipped catalogue, its default model at its default rate point, and an ORT session."""
     from edgeret.codec_io import CodecSession
     from edgeret_plugins.backends import onnxruntime_backend
 

@@ -380,6 +380,7 @@ def export_codec(model: Codec, name: str, meta: dict, weights_dir: Path = WEIGHT
         "torch_weights": pt.name, "config": cfg.to_dict(),
         "parameters": {"encoder": count_params(model.encoder), "decoder": count_params(model.decoder)},
         "rates": rates, "training": meta, "output_layer_refit": out_refit,
+        "default_rate": f"{name}-{spec.default_rate}" if spec.default_rate else None,
     }
     manifest_path = weights_dir / MANIFEST
     manifest = {"format": 1, "models": []}
