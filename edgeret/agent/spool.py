@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,7 @@ from typing import Any
 
 from edgeret.atomic import fsync_dir, write_bytes_atomic
 from edgeret.errors import EdgeretError
-
-CAPTURE_ID = re.compile(r"^[0-9a-f]{64}$")
+from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,7 @@ class Spool:
         self.recover()
 
     def _paths(self, capture_id: str) -> tuple[Path, Path]:
-        if not CAPTURE_ID.match(capture_id):
-            raise ValueError(f"not a capture id (64 lowercase hex digits): {capture_id!r}")
+        check_capture_id(capture_id)
         return self.queue / f"{capture_id}.ert", self.queue / f"{capture_id}.json"
 
     def recover(self) -> list[str]:

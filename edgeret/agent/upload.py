@@ -20,10 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgeret.errors import EdgeretError
+from edgeret.upload_protocol import CONTENT_TYPE, META_HEADER, SHA_HEADER
 
-CONTENT_TYPE = "application/vnd.edgeret.ert"
-SHA_HEADER = "X-Edgeret-Stream-Sha256"
-META_HEADER = "X-Edgeret-Meta"
 TRANSIENT_STATUS = {408, 425, 429}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeret.cli.codec_cmd import codec_session
 from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
+from edgeret.upload_protocol import DEFAULT_PORT
 
 
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ def _from_bundle(args: argparse.Namespace):
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, required=True, help="folder for streams, DICOM and records")
     parser.add_argument("--host", dest="bind", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8470, help="port (0: any free one)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")

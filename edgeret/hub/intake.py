@@ -13,12 +13,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from edgeret.agent.spool import CAPTURE_ID
 from edgeret.codec_io import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
 from edgeret.hub.dicom_out import capture_to_dicom, read_capture_dicom
 from edgeret.hub.store import HubStore
+from edgeret.upload_protocol import CAPTURE_ID
 
 
 class Refused(Exception):

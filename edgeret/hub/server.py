@@ -8,24 +8,22 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edgeret.agent.upload import META_HEADER, SHA_HEADER
 from edgeret.bitstream import MAX_STREAM
 from edgeret.hub.intake import Intake, Refused
+from edgeret.upload_protocol import CAPTURE_ID, CAPTURE_PATH, DEFAULT_PORT, META_HEADER, SHA_HEADER
 
-CAPTURE_PATH = re.compile(r"^/v1/captures/([^/?]+)$")
 SOCKET_TIMEOUT = 60.0  # a camera that stops sending mid-body must not hold a thread forever
 
 
 class HubServer:
     """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread."""
 
-    def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = 8470, *,
+    def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                  log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None) -> None:
         handler = type("HubHandler", (_Handler,), {"intake": intake, "log": staticmethod(log)})
         self.httpd = ThreadingHTTPServer((host, port), handler)
@@ -78,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = CAPTURE_PATH.match(self.path)
         record = None
-        if match and re.fullmatch(r"[0-9a-f]{64}", match.group(1)):
+        if match and CAPTURE_ID.match(match.group(1)):
             record = self.intake.store.record(match.group(1))
         if record is None:
             self._send(404, {"error": f"no capture at {self.path}"})

@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeret.agent.spool import CAPTURE_ID
 from edgeret.atomic import fsync_dir, write_bytes_atomic
+from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
 class HubStore:
@@ -45,7 +45,7 @@ class HubStore:
         return removed
 
     def record(self, capture_id: str) -> dict[str, Any] | None:
-        _check_id(capture_id)
+        check_capture_id(capture_id)
         try:
             return json.loads((self.records / f"{capture_id}.json").read_text())
         except FileNotFoundError:
@@ -55,13 +55,13 @@ class HubStore:
         return sorted(p.stem for p in self.records.glob("*.json"))
 
     def dicom_path(self, capture_id: str) -> Path:
-        _check_id(capture_id)
+        check_capture_id(capture_id)
         return self.dicom_dir / f"{capture_id}.dcm"
 
     def commit(self, capture_id: str, stream: bytes, dicom: bytes, record: dict[str, Any], *,
                forward: bool) -> None:
         """Stream, DICOM, outbox mark, then the record (see the module docstring for why this order)."""
-        _check_id(capture_id)
+        check_capture_id(capture_id)
         write_bytes_atomic(self.streams / f"{capture_id}.ert", stream)
         write_bytes_atomic(self.dicom_path(capture_id), dicom)
         if forward:
@@ -92,7 +92,4 @@ class HubStore:
         (self.outbox / capture_id).unlink(missing_ok=True)
 
 
-def _check_id(capture_id: str) -> None:
-    if not CAPTURE_ID.match(capture_id):
-        raise ValueError(f"not a capture id (64 lowercase hex digits): {capture_id!r}")
 
