@@ -146,7 +146,7 @@ def test_with_the_hub_down_streams_wait_on_disk_and_go_when_it_is_back(tmp_path)
     down = run_cli("agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", f"http://127.0.0.1:{port}",
                    "--once", "--settle", "0", "--max-wait", "1", "--retry-first", "0.2")
     assert down.returncode == 3, down.stdout + down.stderr
-    assert "connection refused" in down.stdout and "still queued" in down.stdout
+    assert "connection refused" in down.stdout and "not yet delivered" in down.stdout
     assert sorted(p.stem for p in (spool / "queue").glob("*.json")) == ids
     assert not list(inbox.glob("*.png"))  # captured streams are safe in the spool, the inbox is free
     hub = start_hub(store, port=port)
@@ -272,3 +272,16 @@ def test_the_agent_runs_an_exported_int8_bundle_as_the_camera_does(tmp_path):
     assert record["stream"]["codec"].startswith("oct-factorized")
     reason = (inbox / "failed" / "small.png.error.txt").read_text()
     assert "small.png" in reason and "runs 512x512 images only" in reason
+
+
+def test_with_the_spool_disk_nearly_full_captures_wait_in_the_inbox(tmp_path):
+    inbox = tmp_path / "inbox"
+    write_captures(inbox, n_fundus=0, n_oct=1)
+    agent = make_agent(inbox, tmp_path / "spool", "http://127.0.0.1:1")
+    agent.min_free = 2**62  # more free space than any disk has
+    assert agent.run_once(max_wait=0) == 3
+    assert [p.name for p in inbox.glob("*.png")] == ["scan0.png"] and agent.spool.pending() == []
+    assert any("captures wait in" in line for line in agent.lines)
+    agent.min_free = 0
+    agent.ingest()
+    assert len(agent.spool.pending()) == 1 and not list(inbox.glob("*.png"))

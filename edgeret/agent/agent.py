@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,13 +39,14 @@ class Tally:
 
 class Agent:
     def __init__(self, inbox: Path, spool: Spool, processor: CaptureProcessor, uploader: Uploader, *,
-                 settle: float = 2.0, backoff: Backoff | None = None,
+                 settle: float = 2.0, backoff: Backoff | None = None, min_free_mb: float = 200.0,
                  log: Callable[[str], None] = print) -> None:
         self.inbox, self.spool, self.processor, self.uploader = Path(inbox), spool, processor, uploader
         self.done, self.failed = self.inbox / "done", self.inbox / "failed"
         for folder in (self.inbox, self.done, self.failed):
             folder.mkdir(parents=True, exist_ok=True)
         self.settle = settle
+        self.min_free = min_free_mb * 2**20  # below this, captures wait in the inbox (on the camera disk)
         self.backoff = backoff or Backoff()
         self.next_attempt = 0.0
         self.log = log
@@ -70,6 +72,11 @@ class Agent:
         """Grade, encode and spool every ready capture; returns how many were queued."""
         queued = 0
         for path in self.ready_captures():
+            free = shutil.disk_usage(self.spool.root).free
+            if free < self.min_free:  # a half-written spool file would be worse than a capture that waits
+                self.log(f"spool disk has {free / 2**20:.0f} MB free (< {self.min_free / 2**20:.0f} MB): "
+                         f"captures wait in {self.inbox} until uploads free space")
+                break
             try:
                 prepared = self.processor.prepare(path)
             except EdgeretError as exc:
@@ -150,10 +157,10 @@ class Agent:
         deadline = time.monotonic() + max_wait
         while self.drain() and time.monotonic() < deadline:
             time.sleep(max(0.05, min(self.next_attempt, deadline) - time.monotonic()))
-        remaining = len(self.spool.pending())
+        remaining = len(self.spool.pending()) + len(self.ready_captures())
         if remaining:
-            self.log(f"{remaining} stream(s) still queued in {self.spool.queue} "
-                     "(safe on disk; sent on the next run)")
+            self.log(f"{remaining} capture(s) not yet delivered, queued in {self.spool.queue} or waiting in "
+                     f"{self.inbox} (safe on disk; sent on the next run)")
             return EXIT_QUEUED
         return EXIT_FAILED if self.tally.failed or self.tally.rejected else 0
 

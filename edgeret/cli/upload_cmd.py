@@ -43,6 +43,8 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle", type=float, default=2.0,
                         help="a capture is taken once unchanged for this many seconds (camera still writing)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between inbox scans")
+    parser.add_argument("--min-free-mb", type=float, default=200.0,
+                        help="stop taking captures from the inbox while the spool's disk has less free")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub's answer")
     parser.add_argument("--retry-first", type=float, default=1.0,
                         help="first retry delay in seconds (doubles up to --retry-cap)")
@@ -67,7 +69,8 @@ def run_agent(args: argparse.Namespace) -> int:
         grader = Grader(args.host, backend, DEVICE_TASKS, threads=args.threads)
     processor = CaptureProcessor(codec, grader, device=args.device)
     agent = Agent(args.inbox, Spool(args.spool), processor, uploader, settle=args.settle,
-                  backoff=Backoff(first=args.retry_first, cap=args.retry_cap), log=_say)
+                  backoff=Backoff(first=args.retry_first, cap=args.retry_cap),
+                  min_free_mb=args.min_free_mb, log=_say)
     if args.once:
         return agent.run_once(max_wait=args.max_wait)
     stop = _stop_on_signals()
