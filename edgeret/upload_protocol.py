@@ -10,6 +10,25 @@ CONTENT_TYPE = "application/vnd.edgeret.ert"
 SHA_HEADER = "X-Edgeret-Stream-Sha256"  # hex sha256 of the body; the hub's answer echoes it
 META_HEADER = "X-Edgeret-Meta"  # the capture's metadata, JSON (ASCII)
 DEFAULT_PORT = 8470
+TOKEN_ENV = "EDGERET_HUB_TOKEN"  # the shared secret, when not given with --token-file
+
+
+def read_token(path: str | None) -> str | None:
+    """The hub token from a file (first line) or $EDGERET_HUB_TOKEN; None when neither is set."""
+    import os
+    from pathlib import Path
+
+    from edgeret.errors import InputError
+
+    if path is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, IndexError, UnicodeDecodeError):
+        raise InputError(path, "cannot read a token from this file (one line of text)") from None
+    if len(token) < 16 or not token.isascii() or not token.isprintable():
+        raise InputError(path, "the token must be at least 16 printable ASCII characters")
+    return token
 
 
 def check_capture_id(capture_id: str) -> str:

@@ -15,7 +15,7 @@ from edgeret.hub.server import HubServer
 from edgeret.hub.store import HubStore
 
 
-def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None):
+def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None):
     """(server, forwarder or None); the server runs in a thread; call stop_hub after."""
     host = get_host()
     backend = host.backend("onnxruntime")
@@ -34,7 +34,7 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None):
         forwarder.start(poll=0.5)
     intake = Intake(hub_store, codec, Grader(host, backend, HUB_TASKS, threads=1), forward=bool(pacs),
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
-    server = HubServer(intake, "127.0.0.1", port, log=log,
+    server = HubServer(intake, "127.0.0.1", port, log=log, token=token,
                        on_stop=forwarder.stop if forwarder else lambda: None).start()
     server.lines = lines
     return server

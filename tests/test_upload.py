@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -285,3 +287,29 @@ def test_with_the_spool_disk_nearly_full_captures_wait_in_the_inbox(tmp_path):
     agent.min_free = 0
     agent.ingest()
     assert len(agent.spool.pending()) == 1 and not list(inbox.glob("*.png"))
+
+
+def test_a_hub_with_a_token_refuses_cameras_without_it_and_they_keep_their_streams(tmp_path):
+    inbox, spool, store = tmp_path / "inbox", tmp_path / "spool", tmp_path / "store"
+    ids = sorted(_sha(p) for p in write_captures(inbox, n_fundus=0, n_oct=1))
+    token = "s3cret-token-for-this-clinic"
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "short").write_text("short\n")
+    hub = start_hub(store, token=token)
+    try:
+        argv = ["agent", "--inbox", str(inbox), "--spool", str(spool), "--hub", hub.url, "--once",
+                "--settle", "0"]
+        without = run_cli(*argv, "--max-wait", "1", "--retry-first", "0.2")
+        bad_file = run_cli(*argv, "--token-file", str(tmp_path / "short"))
+        record = urllib.request.Request(f"{hub.url}/v1/captures/{ids[0]}")
+        with_token = run_cli(*argv, "--token-file", str(tmp_path / "token"))
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(record, timeout=5)
+        record.add_header("Authorization", f"Bearer {token}")
+        fetched = json.loads(urllib.request.urlopen(record, timeout=5).read())
+    finally:
+        hub.stop()
+    assert without.returncode == 3 and "HTTP 401" in without.stdout, without.stdout
+    assert bad_file.returncode == 2 and "at least 16 printable" in bad_file.stderr
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert _hub_ids(store) == ids and denied.value.code == 401 and fetched["capture_id"] == ids[0]

@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 from edgeret.errors import EdgeretError
 from edgeret.upload_protocol import CONTENT_TYPE, META_HEADER, SHA_HEADER
 
-TRANSIENT_STATUS = {408, 425, 429}
+# 401/403: our credentials are wrong -- a person must fix the token; the stream itself is fine, so it
+# stays queued instead of being set aside
+TRANSIENT_STATUS = {401, 403, 408, 425, 429}
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,11 @@ def hub_address(url: str) -> tuple[str, str, int, str]:
 class Uploader:
     """One hub; a fresh connection per upload, so a half-dead socket never lingers."""
 
-    def __init__(self, hub_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, hub_url: str, *, timeout: float = 30.0, token: str | None = None) -> None:
         self.url = hub_url.rstrip("/")
         self.scheme, self.host, self.port, self.prefix = hub_address(hub_url)
         self.timeout = timeout
+        self.token = token
 
     def _connection(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
@@ -57,6 +60,8 @@ class Uploader:
         digest = hashlib.sha256(stream).hexdigest()
         headers = {"Content-Type": CONTENT_TYPE, "Content-Length": str(len(stream)), SHA_HEADER: digest,
                    META_HEADER: json.dumps(meta, sort_keys=True, ensure_ascii=True)}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         conn = self._connection()
         try:
             conn.request("PUT", f"{self.prefix}/v1/captures/{capture_id}", body=stream, headers=headers)

@@ -16,7 +16,14 @@ from pathlib import Path
 from edgeret.cli.codec_cmd import codec_session
 from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.upload_protocol import DEFAULT_PORT
+from edgeret.upload_protocol import DEFAULT_PORT, TOKEN_ENV, read_token
+
+
+def _token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token-file", type=Path,
+                        help=f"shared secret the agent sends and the hub requires (one line, >= 16 "
+                             f"characters; default ${TOKEN_ENV}; none: no check, for loopback and trusted "
+                             "networks)")
 
 
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +53,7 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-free-mb", type=float, default=200.0,
                         help="stop taking captures from the inbox while the spool's disk has less free")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub's answer")
+    _token_option(parser)
     parser.add_argument("--retry-first", type=float, default=1.0,
                         help="first retry delay in seconds (doubles up to --retry-cap)")
     parser.add_argument("--retry-cap", type=float, default=300.0, help="longest retry delay in seconds")
@@ -60,7 +68,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from edgeret.grading import DEVICE_TASKS, Grader
     from edgeret.retry import Backoff
 
-    uploader = Uploader(args.hub, timeout=args.timeout)
+    uploader = Uploader(args.hub, timeout=args.timeout, token=read_token(args.token_file))
     if args.bundle is not None:
         codec, grader, runs_on = _from_bundle(args)
     else:
@@ -100,6 +108,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", dest="bind", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
+    _token_option(parser)
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
     _runtime_options(parser)
@@ -132,7 +141,7 @@ def run_serve(args: argparse.Namespace) -> int:
                     forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
     try:
-        server = HubServer(intake, args.bind, args.port, log=_say)
+        server = HubServer(intake, args.bind, args.port, log=_say, token=read_token(args.token_file))
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     if forwarder:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from collections.abc import Callable
@@ -24,8 +25,10 @@ class HubServer:
     """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread."""
 
     def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None) -> None:
-        handler = type("HubHandler", (_Handler,), {"intake": intake, "log": staticmethod(log)})
+                 log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None,
+                 token: str | None = None) -> None:
+        attrs = {"intake": intake, "log": staticmethod(log), "token": token}
+        handler = type("HubHandler", (_Handler,), attrs)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.intake, self.on_stop = intake, on_stop
@@ -53,6 +56,7 @@ class HubServer:
 class _Handler(BaseHTTPRequestHandler):
     intake: Intake
     log: Callable[[str], None]
+    token: str | None = None  # when set, every request must carry "Authorization: Bearer <token>"
     timeout = SOCKET_TIMEOUT
     protocol_version = "HTTP/1.1"
     server_version = "edgeret-hub"
@@ -68,7 +72,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _authorised(self) -> bool:
+        if not self.token:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return True
+        self._refuse(401, "missing or wrong hub token (Authorization: Bearer ...)")
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path != "/v1/health" and not self._authorised():
+            return
         if self.path == "/v1/health":
             store = self.intake.store
             self._send(200, {"status": "ok", "captures": len(store.ids()),
@@ -84,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, record)
 
     def do_PUT(self) -> None:  # noqa: N802
+        if not self._authorised():  # before reading a byte of the body
+            return
         match = CAPTURE_PATH.match(self.path)
         if not match:
             self._refuse(404, f"no such endpoint: PUT {self.path}")
