@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--rates", nargs="+", default=["q1", "q2", "q3", "q4", "q5"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--copies-without-quality", action="store_true",
+                        help="label the decoded copies' quality -1 (unknown): a quality head then learns "
+                             "only from what the camera saw, the DR head from both")
     args = parser.parse_args()
     host = get_host()
     codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent),
@@ -55,7 +58,9 @@ def main() -> None:
             write_image(target, codec.decode_bytes(encode_stream(encoded.header, encoded.payloads)).image)
         else:
             rng.integers(len(args.rates))  # keep the draw sequence when resuming
-        coded_rows.append([f"coded/{target.name}", *row[1:]])
+        labels = [("-1" if args.copies_without_quality and name == "quality" else value)
+                  for name, value in zip(header[1:], row[1:], strict=True)]
+        coded_rows.append([f"coded/{target.name}", *labels])
         if (i + 1) % 100 == 0:
             print(f"{i + 1}/{len(rows)}", flush=True)
     with open(args.out / "labels.csv", "w", newline="") as f:
