@@ -313,3 +313,22 @@ def test_a_hub_with_a_token_refuses_cameras_without_it_and_they_keep_their_strea
     assert bad_file.returncode == 2 and "at least 16 printable" in bad_file.stderr
     assert with_token.returncode == 0, with_token.stdout + with_token.stderr
     assert _hub_ids(store) == ids and denied.value.code == 401 and fetched["capture_id"] == ids[0]
+
+
+def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
+    """A camera that writes DICOM already knows the patient: no side-car needed."""
+    from edgeret.data.oct import generate_oct
+    from edgeret.hub.dicom_out import capture_to_dicom
+
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    inbox.mkdir()
+    scan = generate_oct(31, height=256, width=512, quality="good").image
+    patient = {"patient_id": "CAM-7", "patient_name": "Doe^Jane", "laterality": "R"}
+    camera_dicom = capture_to_dicom(scan, capture_id="ab" * 32, modality="oct", bit_depth=8, patient=patient)
+    (inbox / "scan.dcm").write_bytes(camera_dicom)
+    capture_id = _sha(inbox / "scan.dcm")
+    proc = _agent_once_to_a_fresh_hub(inbox, tmp_path / "spool", store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
+    assert (ds.PatientID, str(ds.PatientName), ds.ImageLaterality) == ("CAM-7", "Doe^Jane", "R")
+    assert _record(store, capture_id)["patient"]["patient_id"] == "CAM-7"

@@ -21,7 +21,7 @@ from edgeret.codec_bundle import BundleEncoder
 from edgeret.codec_io import CodecSession, Encoded, modality_of, stream_stats
 from edgeret.errors import InputError
 from edgeret.grading import Grader
-from edgeret.imageio import read_image
+from edgeret.imageio import detect_format, read_image
 
 # what a camera may put in the capture's side-car JSON (IMAGE.json beside IMAGE.png)
 PATIENT_FIELDS = ("patient_id", "patient_name", "laterality", "study_description")
@@ -45,11 +45,28 @@ def sidecar_of(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def patient_from_dicom(path: Path) -> dict[str, str]:
+    """A DICOM capture's own patient fields (the camera already knows the patient); {} if none."""
+    import warnings
+
+    import pydicom  # present: reading the DICOM pixels needed it
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    found = {"patient_id": str(ds.get("PatientID", "")), "patient_name": str(ds.get("PatientName", "")),
+             "laterality": str(ds.get("ImageLaterality", ds.get("Laterality", ""))),
+             "study_description": str(ds.get("StudyDescription", ""))}
+    return {k: v[:64] for k, v in found.items() if v and (k != "laterality" or v in ("L", "R"))}
+
+
 def read_sidecar(path: Path) -> dict[str, str]:
-    """The capture's patient fields, or {} when the camera wrote no side-car."""
+    """The capture's patient fields: its side-car JSON, else a DICOM capture's own header, else {}."""
     sidecar = sidecar_of(path)
     if not sidecar.exists():
-        return {}
+        with open(path, "rb") as f:
+            is_dicom = detect_format(f.read(132)) == "DICOM"
+        return patient_from_dicom(path) if is_dicom else {}
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -100,8 +117,8 @@ class CaptureProcessor:
 
     def prepare(self, path: Path) -> Prepared:
         capture_id = capture_id_of(path)
+        image = read_image(path)  # first: a broken DICOM is reported by the image reader
         patient = read_sidecar(path)
-        image = read_image(path)
         if image.ndim == 3 and image.shape[2] not in (3, 4):
             raise InputError(path, f"holds {image.shape[0]} frames; the agent sends one B-scan or photo "
                                    "per file")
