@@ -16,9 +16,6 @@ from edgeret.imageio import ARRAY
 from edgeret.inference import TaskSession
 from edgeret.registrations import BackendPlugin
 
-DEVICE_TASKS = {"fundus": "quality-fundus", "oct": "quality-oct"}
-HUB_TASKS = {"fundus": "dr-grade", "oct": "quality-oct"}
-
 
 class Grader:
     """modality -> task name; ``grade`` returns ``{"task": name, **the task's result}``."""

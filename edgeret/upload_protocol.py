@@ -10,6 +10,9 @@ CONTENT_TYPE = "application/vnd.edgeret.ert"
 SHA_HEADER = "X-Edgeret-Stream-Sha256"  # hex sha256 of the body; the hub's answer echoes it
 META_HEADER = "X-Edgeret-Meta"  # the capture's metadata, JSON (ASCII)
 DEFAULT_PORT = 8470
+# who grades what by default (`--quality` / `--grade` MODALITY=TASK override them)
+DEVICE_TASKS = {"fundus": "quality-fundus", "oct": "quality-oct"}  # at the camera, on the original
+HUB_TASKS = {"fundus": "dr-grade", "oct": "quality-oct"}  # at the hub, on the decoded image
 TOKEN_ENV = "EDGERET_HUB_TOKEN"  # the shared secret, when not given with --token-file
 
 

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 
 from edgeret.codec_io import CodecCatalog, CodecSession
-from edgeret.grading import HUB_TASKS, Grader
+from edgeret.grading import Grader
 from edgeret.host import get_host
 from edgeret.hub.intake import Intake
 from edgeret.hub.server import HubServer
 from edgeret.hub.store import HubStore
+from edgeret.upload_protocol import HUB_TASKS
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None):
@@ -64,8 +65,8 @@ def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, 
     from edgeret.agent.capture import CaptureProcessor, PluginCodec
     from edgeret.agent.spool import Spool
     from edgeret.agent.upload import Uploader
-    from edgeret.grading import DEVICE_TASKS
     from edgeret.retry import Backoff
+    from edgeret.upload_protocol import DEVICE_TASKS
 
     host = get_host()
     backend = host.backend("onnxruntime")

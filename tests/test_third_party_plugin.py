@@ -54,3 +54,41 @@ def test_one_bad_image_does_not_hide_the_others(installed_plugin, tmp_path):
     assert str(bad) in proc.stderr and "Traceback" not in proc.stderr
     assert '"exposure": "ok"' in proc.stdout
 
+
+
+def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path):
+    """A researcher's own task runs at the hub with `--grade oct=TASK`, no edgeret code changed."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    from edgeret.data.oct import generate_oct
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cv2.imwrite(str(inbox / "scan.png"), generate_oct(41, height=256, width=512, quality="good").image)
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    hub = subprocess.Popen([sys.executable, "-m", "edgeret", "serve", "--store", str(tmp_path / "store"),
+                            "--port", str(port), "--grade", "oct=exposure-check"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc = run_cli("agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub",
+                       f"http://127.0.0.1:{port}", "--once", "--settle", "0", "--quality", "oct=none")
+    finally:
+        hub.terminate()
+        hub.wait(timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "store" / "records").glob("*.json")]
+    assert record["findings"]["task"] == "exposure-check" and record["findings"]["exposure"] in (
+        "under", "ok", "over")
+    assert record["device_quality"] == {"task": None}
+    bad = run_cli("serve", "--store", str(tmp_path / "x"), "--port", "0", "--grade", "oct=no-such-task")
+    assert bad.returncode == 2 and "no-such-task" in bad.stderr

@@ -75,9 +75,10 @@ def make_agent(inbox: Path, spool: Path, url: str, threads: int):
     from edgeret.agent.spool import Spool
     from edgeret.agent.upload import Uploader
     from edgeret.codec_io import CodecCatalog, CodecSession
-    from edgeret.grading import DEVICE_TASKS, Grader
+    from edgeret.grading import Grader
     from edgeret.host import get_host
     from edgeret.retry import Backoff
+    from edgeret.upload_protocol import DEVICE_TASKS
 
     host = get_host()
     backend = host.backend("onnxruntime")

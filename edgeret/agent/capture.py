@@ -135,6 +135,8 @@ class CaptureProcessor:
 
 def quality_summary(quality: dict[str, Any]) -> str:
     """A few words for the operator: the grade and whether a retake is advised."""
-    label = quality.get("grade", quality.get("quality"))
+    if quality.get("task") is None:
+        return "not graded on the device"
+    label = quality.get("grade", quality.get("quality", quality.get("result")))
     retake = quality.get("gradable") is False
     return f"{quality.get('task')}: {label}" + (" -> retake advised" if retake else "")

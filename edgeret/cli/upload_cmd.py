@@ -16,7 +16,31 @@ from pathlib import Path
 from edgeret.cli.codec_cmd import codec_session
 from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.upload_protocol import DEFAULT_PORT, TOKEN_ENV, read_token
+from edgeret.upload_protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
+
+
+def _task_map_option(parser: argparse.ArgumentParser, flag: str, defaults: dict[str, str],
+                     what: str) -> None:
+    shown = ", ".join(f"{m}={t}" for m, t in defaults.items())
+    parser.add_argument(flag, action="append", default=[], metavar="MODALITY=TASK",
+                        help=f"{what} (repeatable; default {shown}; TASK 'none' skips it): any installed "
+                             "task plugin, yours included")
+
+
+def task_map(args: argparse.Namespace, given: list[str], defaults: dict[str, str],
+             flag: str) -> dict[str, str]:
+    """Defaults overridden by MODALITY=TASK pairs; unknown tasks and modalities fail in one line."""
+    tasks = dict(defaults)
+    for pair in given:
+        modality, _, task = pair.partition("=")
+        if modality not in ("fundus", "oct") or not task:
+            raise EdgeretError(f"{flag} {pair!r}: expected fundus=TASK or oct=TASK")
+        if task == "none":
+            tasks.pop(modality, None)
+            continue
+        args.host.task(task)  # unknown -> PluginError naming the installed tasks
+        tasks[modality] = task
+    return tasks
 
 
 def _token_option(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +78,7 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
                         help="stop taking captures from the inbox while the spool's disk has less free")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub's answer")
     _token_option(parser)
+    _task_map_option(parser, "--quality", DEVICE_TASKS, "the task that grades each capture on the device")
     parser.add_argument("--retry-first", type=float, default=1.0,
                         help="first retry delay in seconds (doubles up to --retry-cap)")
     parser.add_argument("--retry-cap", type=float, default=300.0, help="longest retry delay in seconds")
@@ -65,7 +90,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from edgeret.agent.capture import CaptureProcessor, PluginCodec
     from edgeret.agent.spool import Spool
     from edgeret.agent.upload import Uploader
-    from edgeret.grading import DEVICE_TASKS, Grader
+    from edgeret.grading import Grader
     from edgeret.retry import Backoff
 
     uploader = Uploader(args.hub, timeout=args.timeout, token=read_token(args.token_file))
@@ -74,7 +99,8 @@ def run_agent(args: argparse.Namespace) -> int:
     else:
         session, backend = codec_session(args)
         codec, runs_on = PluginCodec(session, args.rate), backend.name
-        grader = Grader(args.host, backend, DEVICE_TASKS, threads=args.threads)
+        tasks = task_map(args, args.quality, DEVICE_TASKS, "--quality")
+        grader = Grader(args.host, backend, tasks, threads=args.threads)
     processor = CaptureProcessor(codec, grader, device=args.device)
     agent = Agent(args.inbox, Spool(args.spool), processor, uploader, settle=args.settle,
                   backoff=Backoff(first=args.retry_first, cap=args.retry_cap),
@@ -93,13 +119,13 @@ def _from_bundle(args: argparse.Namespace):
     from edgeret.agent.capture import BundleCodec
     from edgeret.codec_bundle import BundleEncoder
     from edgeret.codec_io import CodecCatalog
-    from edgeret.grading import DEVICE_TASKS, Grader
+    from edgeret.grading import Grader
 
     folder = args.models or args.host.task("codec-encoder").default_model.parent
     encoder = BundleEncoder(args.bundle, CodecCatalog(folder), args.host.backends(), args.backend,
                             args.threads)
-    grader = Grader.from_bundle(args.host, args.bundle, DEVICE_TASKS, backend=args.backend,
-                                threads=args.threads)
+    tasks = task_map(args, args.quality, DEVICE_TASKS, "--quality")
+    grader = Grader.from_bundle(args.host, args.bundle, tasks, backend=args.backend, threads=args.threads)
     return BundleCodec(encoder, args.rate), grader, f"{encoder.backend} ({encoder.precision} bundle)"
 
 
@@ -109,6 +135,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
     _token_option(parser)
+    _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
     _runtime_options(parser)
@@ -117,7 +144,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
-    from edgeret.grading import HUB_TASKS, Grader
+    from edgeret.grading import Grader
     from edgeret.host import import_optional
     from edgeret.hub.intake import Intake
     from edgeret.hub.server import HubServer
@@ -137,7 +164,9 @@ def run_serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise EdgeretError(f"--pacs: {e}") from None
         forwarder = PacsForwarder(store, client, log=_say)
-    intake = Intake(store, codec, Grader(args.host, backend, HUB_TASKS, threads=args.threads),
+    tasks = task_map(args, args.grade, HUB_TASKS, "--grade")
+    grader = Grader(args.host, backend, tasks, threads=args.threads)
+    intake = Intake(store, codec, grader,
                     forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
     try:
