@@ -70,3 +70,28 @@ def test_the_hub_forwards_every_capture_to_the_pacs_and_rides_out_an_outage(orth
         assert _from_orthanc(orthanc, uid).SOPInstanceUID == uid
     finally:
         hub.stop()
+
+
+def test_a_restarted_hub_forwards_what_it_could_not_before(orthanc, tmp_path):
+    """The outbox is on disk: objects that waited for a PACS outage survive a hub restart."""
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    (scan,) = write_captures(inbox, n_fundus=0, n_oct=1, seed=13)
+    capture_id = hashlib.sha256(scan.read_bytes()).hexdigest()
+    orthanc.stop()
+    try:
+        hub = start_hub(store, pacs=orthanc.dicomweb)
+        try:
+            assert make_agent(inbox, tmp_path / "spool", hub.url).run_once(max_wait=30) == 0
+            assert _wait_for(lambda: any("PACS:" in line for line in hub.lines), 20)
+        finally:
+            hub.stop()
+        assert (store / "outbox" / capture_id).exists()
+    finally:
+        orthanc.start()
+    again = start_hub(store, pacs=orthanc.dicomweb)  # a new process would do the same: all state is on disk
+    try:
+        assert _wait_for(lambda: not (store / "outbox" / capture_id).exists(), 30), again.lines[-5:]
+    finally:
+        again.stop()
+    uid = _record(store, capture_id)["pacs"]["sop_instance_uid"]
+    assert _from_orthanc(orthanc, uid).SOPInstanceUID == uid
