@@ -332,3 +332,32 @@ def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
     ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
     assert (ds.PatientID, str(ds.PatientName), ds.ImageLaterality) == ("CAM-7", "Doe^Jane", "R")
     assert _record(store, capture_id)["patient"]["patient_id"] == "CAM-7"
+
+
+def test_several_cameras_at_once_and_the_same_capture_twice_at_once(tmp_path):
+    """A hub serves clinics in parallel; two simultaneous uploads of one capture store it once."""
+    import threading
+
+    store = tmp_path / "store"
+    for k in range(3):
+        write_captures(tmp_path / f"camera{k}" / "inbox", n_fundus=1, n_oct=1, seed=100 + 10 * k)
+    twin = tmp_path / "camera0" / "inbox" / "scan0.png"
+    (tmp_path / "camera2" / "inbox" / "scan0.png").write_bytes(twin.read_bytes())  # same capture, 2 cameras
+    ids = {_sha(p) for p in tmp_path.glob("camera*/inbox/*.png")}
+    hub = start_hub(store)
+    try:
+        agents = [make_agent(tmp_path / f"camera{k}" / "inbox", tmp_path / f"camera{k}" / "spool", hub.url)
+                  for k in range(3)]
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda a=a: codes.append(a.run_once(max_wait=60))) for a in agents]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        hub.stop()
+    assert codes == [0, 0, 0], [a.lines for a in agents]
+    assert _hub_ids(store) == sorted(ids) and len(ids) == 5
+    statuses = [json.loads(line)["hub"]["status"] for k in range(3)
+                for line in (tmp_path / f"camera{k}" / "spool" / "sent.jsonl").read_text().splitlines()]
+    assert sorted(statuses).count("already stored") == 1 and len(statuses) == 6
