@@ -361,3 +361,29 @@ def test_several_cameras_at_once_and_the_same_capture_twice_at_once(tmp_path):
     statuses = [json.loads(line)["hub"]["status"] for k in range(3)
                 for line in (tmp_path / f"camera{k}" / "spool" / "sent.jsonl").read_text().splitlines()]
     assert sorted(statuses).count("already stored") == 1 and len(statuses) == 6
+
+
+def test_the_watching_agent_stops_cleanly_on_sigterm(tmp_path):
+    """Camera firmware stops the agent with SIGTERM: it finishes the capture in hand and exits 0."""
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    inbox.mkdir()
+    hub = start_hub(store)
+    argv = ["agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub", hub.url,
+            "--settle", "0", "--poll", "0.2"]
+    agent = subprocess.Popen([sys.executable, "-m", "edgeret", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        (staged,) = write_captures(tmp_path / "staging", n_fundus=0, n_oct=1, seed=51)
+        capture_id = _sha(staged)
+        staged.rename(inbox / staged.name)  # whole, as a camera should hand over files (or use --settle)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _hub_ids(store) != [capture_id]:
+            time.sleep(0.1)
+        agent.send_signal(signal.SIGTERM)
+        out, _ = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        hub.stop()
+    assert agent.returncode == 0, out
+    assert _hub_ids(store) == [capture_id] and "watching" in out and "Traceback" not in out
