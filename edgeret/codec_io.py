@@ -195,6 +195,14 @@ class CodecCatalog:
             raise InputError(path, f"malformed codec manifest ({type(e).__name__}: {e})") from None
         self.rates = {r.id: (m, r) for m in self.models.values() for r in m.rates}
 
+    @classmethod
+    def of_plugin(cls, host) -> CodecCatalog:
+        """The models the installed `codec-encoder` task ships (its weights folder)."""
+        task = host.task("codec-encoder")
+        if task.default_model is None:
+            raise EdgeretError("the codec-encoder task ships no models; pass --models DIR")
+        return cls(task.default_model.parent)
+
     def _file(self, entry: dict, key: str) -> tuple[Path, bytes]:
         path = self.folder / entry[key]["file"]
         want = bytes.fromhex(entry[key]["sha256"])

@@ -48,7 +48,12 @@ class Grader:
         return self._sessions[name]
 
     def describe(self) -> str:
-        return ", ".join(f"{name} on {self._session(name).backend.name}" for name in self.tasks.values())
+        """Which task runs where, without loading a model nobody has asked for yet."""
+        def backend_of(name: str) -> str:
+            session = self._sessions.get(name)
+            return (session.backend if session else self.backend).name
+
+        return ", ".join(f"{name} on {backend_of(name)}" for name in self.tasks.values())
 
     def grade(self, image: np.ndarray, modality: str, source: str) -> dict[str, Any]:
         name = self.tasks.get(modality)

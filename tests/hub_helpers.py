@@ -10,33 +10,23 @@ import numpy as np
 from edgeret.codec_io import CodecCatalog, CodecSession
 from edgeret.grading import Grader
 from edgeret.host import get_host
-from edgeret.hub.intake import Intake
-from edgeret.hub.server import HubServer
-from edgeret.hub.store import HubStore
+from edgeret.hub.app import build_hub
 from edgeret.upload_protocol import HUB_TASKS
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None):
-    """(server, forwarder or None); the server runs in a thread; call stop_hub after."""
+    """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``); ``.stop()`` after.
+    Its log lines are kept in ``.lines`` unless ``log`` is given."""
+    from edgeret.hub.pacs import StowClient
+    from edgeret.retry import Backoff
+
     host = get_host()
     backend = host.backend("onnxruntime")
-    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
-    hub_store = HubStore(store)
-    forwarder = None
+    codec = CodecSession(CodecCatalog.of_plugin(host), backend, threads=1)
     lines: list[str] = []
-    log = log or lines.append
-    if pacs:
-        from edgeret.hub.forwarder import PacsForwarder
-        from edgeret.hub.pacs import StowClient
-        from edgeret.retry import Backoff
-
-        forwarder = PacsForwarder(hub_store, StowClient(pacs, timeout=10), log=log,
-                                  backoff=Backoff(first=0.2, cap=1.0))
-        forwarder.start(poll=0.5)
-    intake = Intake(hub_store, codec, Grader(host, backend, HUB_TASKS, threads=1), forward=bool(pacs),
-                    on_commit=forwarder.notify if forwarder else lambda capture_id: None)
-    server = HubServer(intake, "127.0.0.1", port, log=log, token=token,
-                       on_stop=forwarder.stop if forwarder else lambda: None).start()
+    server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
+                       pacs=StowClient(pacs, timeout=10) if pacs else None, token=token,
+                       log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5).start()
     server.lines = lines
     return server
 
@@ -59,8 +49,10 @@ def write_captures(inbox: Path, n_fundus: int = 1, n_oct: int = 1, seed: int = 0
     return paths
 
 
-def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, retry_first: float = 0.05):
-    """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines)."""
+def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, retry_first: float = 0.05,
+               threads: int = 1):
+    """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines; also used by
+    tools/bench_upload.py)."""
     from edgeret.agent.agent import Agent
     from edgeret.agent.capture import CaptureProcessor, PluginCodec
     from edgeret.agent.spool import Spool
@@ -70,8 +62,8 @@ def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, 
 
     host = get_host()
     backend = host.backend("onnxruntime")
-    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
-    processor = CaptureProcessor(PluginCodec(codec), Grader(host, backend, DEVICE_TASKS, threads=1),
+    codec = CodecSession(CodecCatalog.of_plugin(host), backend, threads=threads)
+    processor = CaptureProcessor(PluginCodec(codec), Grader(host, backend, DEVICE_TASKS, threads=threads),
                                  device="test-camera")
     lines: list[str] = []
     agent = Agent(inbox, Spool(spool), processor, Uploader(hub_url, timeout=timeout), settle=0.0,

@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     host = get_host()
     backend = host.backend("onnxruntime")
-    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent), backend, threads=1)
+    codec = CodecSession(CodecCatalog.of_plugin(host), backend, threads=1)
     start = time.perf_counter()
     fundus = fundus_rows(host, codec, backend, ensure_data(args.fundus_data, "fundus"), args.n, args.dr_model)
     octs = [] if args.skip_oct else oct_rows(host, codec, backend, ensure_data(args.oct_data, "oct"), args.n)

@@ -35,9 +35,10 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# the loopback fault proxy and the Orthanc launcher live with the tests
+# the loopback fault proxy, the Orthanc launcher and the in-process agent live with the tests
 sys.path.insert(0, str(ROOT / "tests"))
 
+from hub_helpers import make_agent  # noqa: E402
 from net_faults import FaultyProxy, free_port  # noqa: E402
 from orthanc_server import orthanc_missing_reason, start_orthanc  # noqa: E402
 
@@ -69,26 +70,6 @@ def start_hub(store: Path, port: int, threads: int, pacs: str | None) -> subproc
     raise SystemExit("the hub did not start")
 
 
-def make_agent(inbox: Path, spool: Path, url: str, threads: int):
-    from edgeret.agent.agent import Agent
-    from edgeret.agent.capture import CaptureProcessor, PluginCodec
-    from edgeret.agent.spool import Spool
-    from edgeret.agent.upload import Uploader
-    from edgeret.codec_io import CodecCatalog, CodecSession
-    from edgeret.grading import Grader
-    from edgeret.host import get_host
-    from edgeret.retry import Backoff
-    from edgeret.upload_protocol import DEVICE_TASKS
-
-    host = get_host()
-    backend = host.backend("onnxruntime")
-    weights = host.task("codec-encoder").default_model.parent
-    codec = CodecSession(CodecCatalog(weights), backend, threads=threads)
-    processor = CaptureProcessor(PluginCodec(codec), Grader(host, backend, DEVICE_TASKS, threads=threads))
-    return Agent(inbox, Spool(spool), processor, Uploader(url, timeout=2.0), settle=0.0,
-                 backoff=Backoff(first=0.05, cap=0.5), log=lambda line: None)
-
-
 def one_run(name: str, captures: Path, work: Path, threads: int, *, faults: bool = False,
             pacs: str | None = None) -> dict:
     inbox, store = work / name / "inbox", work / name / "store"
@@ -101,7 +82,7 @@ def one_run(name: str, captures: Path, work: Path, threads: int, *, faults: bool
         n = len(list(captures.iterdir()))
         proxy = FaultyProxy(port, ["reset", "pass", "cut", "pass", "stall", "pass"] * n, cut_after=2000)
         url = proxy.url
-    agent = make_agent(inbox, work / name / "spool", url, threads)
+    agent = make_agent(inbox, work / name / "spool", url, timeout=2.0, retry_first=0.05, threads=threads)
     try:
         start = time.perf_counter()
         agent.ingest()

@@ -35,8 +35,7 @@ def main() -> None:
                              "only from what the camera saw, the DR head from both")
     args = parser.parse_args()
     host = get_host()
-    codec = CodecSession(CodecCatalog(host.task("codec-encoder").default_model.parent),
-                         host.backend("onnxruntime"), threads=1)
+    codec = CodecSession(CodecCatalog.of_plugin(host), host.backend("onnxruntime"), threads=1)
     with open(args.data / "labels.csv", newline="") as f:
         reader = csv.reader(f)
         header = next(reader)

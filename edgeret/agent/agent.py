@@ -116,7 +116,9 @@ class Agent:
 
     def drain(self) -> int:
         """Upload queued streams until the queue is empty or the hub fails; returns how many remain."""
-        for item in self.spool.pending():
+        items = self.spool.pending()  # read the queue once per pass, not once per upload
+        done = 0
+        for item in items:
             if time.monotonic() < self.next_attempt:
                 break
             outcome = self.uploader.send(item.capture_id, item.read_stream(), item.meta)
@@ -126,18 +128,20 @@ class Agent:
                 self.backoff.succeeded()
                 self.tally.sent += 1
                 self._receipt(item.capture_id, name, outcome.receipt or {})
+                done += 1
             elif outcome.kind == "rejected":
                 self.spool.reject(item.capture_id, outcome.detail)
                 self.tally.rejected += 1
                 self.tally.messages.append(outcome.detail)
                 self.log(f"hub refused {name} ({item.capture_id[:12]}): {outcome.detail}; kept in rejected/")
+                done += 1
             else:
                 delay = self.backoff.failed()
                 self.next_attempt = time.monotonic() + delay
-                self.log(f"upload of {name} failed: {outcome.detail}; {len(self.spool.pending())} queued, "
+                self.log(f"upload of {name} failed: {outcome.detail}; {len(items) - done} queued, "
                          f"next try in {delay:.1f} s")
                 break
-        return len(self.spool.pending())
+        return len(items) - done
 
     def _receipt(self, capture_id: str, name: str, receipt: dict) -> None:
         findings = receipt.get("findings") or {}
@@ -167,6 +171,5 @@ class Agent:
     def run_forever(self, poll: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> None:
         while not should_stop():
             self.ingest()
-            self.drain()
-            backing_off = self.spool.pending() and self.next_attempt > time.monotonic()
+            backing_off = self.drain() and self.next_attempt > time.monotonic()
             time.sleep(max(0.05, min(poll, self.next_attempt - time.monotonic())) if backing_off else poll)

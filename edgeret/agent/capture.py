@@ -34,9 +34,9 @@ class Prepared:
     meta: dict[str, Any]
 
 
-def capture_id_of(path: Path) -> str:
+def _read_capture(path: Path) -> bytes:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return path.read_bytes()
     except OSError as e:
         raise InputError(path, f"cannot read file ({e.strerror})") from None
 
@@ -45,28 +45,28 @@ def sidecar_of(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def patient_from_dicom(path: Path) -> dict[str, str]:
+def patient_from_dicom(data: bytes) -> dict[str, str]:
     """A DICOM capture's own patient fields (the camera already knows the patient); {} if none."""
+    import io
     import warnings
 
     import pydicom  # present: reading the DICOM pixels needed it
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     found = {"patient_id": str(ds.get("PatientID", "")), "patient_name": str(ds.get("PatientName", "")),
              "laterality": str(ds.get("ImageLaterality", ds.get("Laterality", ""))),
              "study_description": str(ds.get("StudyDescription", ""))}
     return {k: v[:64] for k, v in found.items() if v and (k != "laterality" or v in ("L", "R"))}
 
 
-def read_sidecar(path: Path) -> dict[str, str]:
-    """The capture's patient fields: its side-car JSON, else a DICOM capture's own header, else {}."""
+def read_sidecar(path: Path, data: bytes) -> dict[str, str]:
+    """The capture's patient fields: its side-car JSON, else a DICOM capture's (``data``) own header,
+    else {}."""
     sidecar = sidecar_of(path)
     if not sidecar.exists():
-        with open(path, "rb") as f:
-            is_dicom = detect_format(f.read(132)) == "DICOM"
-        return patient_from_dicom(path) if is_dicom else {}
+        return patient_from_dicom(data) if detect_format(data) == "DICOM" else {}
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -116,9 +116,10 @@ class CaptureProcessor:
         self.codec, self.grader, self.device = codec, grader, device
 
     def prepare(self, path: Path) -> Prepared:
-        capture_id = capture_id_of(path)
-        image = read_image(path)  # first: a broken DICOM is reported by the image reader
-        patient = read_sidecar(path)
+        data = _read_capture(path)
+        capture_id = hashlib.sha256(data).hexdigest()
+        image = read_image(path)  # before the side-car: a broken DICOM is reported by the image reader
+        patient = read_sidecar(path, data)
         if image.ndim == 3 and image.shape[2] not in (3, 4):
             raise InputError(path, f"holds {image.shape[0]} frames; the agent sends one B-scan or photo "
                                    "per file")

@@ -50,22 +50,29 @@ def configure_decode(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
+def codec_catalog(args: argparse.Namespace):
+    """`--models DIR`, else the codec plugin's own weights folder."""
+    from edgeret.codec_io import CodecCatalog
+
+    return CodecCatalog(args.models) if args.models else CodecCatalog.of_plugin(args.host)
+
+
 def codec_session(args: argparse.Namespace):
     from edgeret.cli.backend_arg import backend_from_args
-    from edgeret.codec_io import CodecCatalog, CodecSession
+    from edgeret.codec_io import CodecSession
 
-    host = args.host
     backend = backend_from_args(args)
     if "onnx" not in backend.formats:
         raise EdgeretError(f"backend '{backend.name}' cannot load the codec's ONNX graphs "
                            f"(it loads: {', '.join(backend.formats)})")
-    folder = args.models
-    if folder is None:
-        task = host.task("codec-encoder")
-        if task.default_model is None:
-            raise EdgeretError("the codec-encoder task ships no models; pass --models DIR")
-        folder = task.default_model.parent
-    return CodecSession(CodecCatalog(folder), backend, threads=args.threads), backend
+    return CodecSession(codec_catalog(args), backend, threads=args.threads), backend
+
+
+def bundle_encoder(args: argparse.Namespace):
+    """`--bundle DIR`'s codec encoder on its device's first usable backend (or `--backend`)."""
+    from edgeret.codec_bundle import BundleEncoder
+
+    return BundleEncoder(args.bundle, codec_catalog(args), args.host.backends(), args.backend, args.threads)
 
 
 def _describe(stats: dict) -> str:
@@ -103,12 +110,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 
 def _encode_with_bundle(args: argparse.Namespace, image):
-    from edgeret.codec_bundle import BundleEncoder
-    from edgeret.codec_io import CodecCatalog
-
-    folder = args.models or args.host.task("codec-encoder").default_model.parent
-    encoder = BundleEncoder(args.bundle, CodecCatalog(folder), args.host.backends(), args.backend,
-                            args.threads)
+    encoder = bundle_encoder(args)
     encoded = encoder.encode(image, encoder.rate(args.rate), source=str(args.image))
     return encoded, f"{encoder.backend} ({encoder.precision} bundle)"
 

@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
-from edgeret.cli.codec_cmd import codec_session
+from edgeret.cli.codec_cmd import bundle_encoder, codec_session
 from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
 from edgeret.upload_protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
@@ -117,13 +117,9 @@ def run_agent(args: argparse.Namespace) -> int:
 def _from_bundle(args: argparse.Namespace):
     """The camera's way: the exported bundle's encoder and quality model(s) on its device's backend."""
     from edgeret.agent.capture import BundleCodec
-    from edgeret.codec_bundle import BundleEncoder
-    from edgeret.codec_io import CodecCatalog
     from edgeret.grading import Grader
 
-    folder = args.models or args.host.task("codec-encoder").default_model.parent
-    encoder = BundleEncoder(args.bundle, CodecCatalog(folder), args.host.backends(), args.backend,
-                            args.threads)
+    encoder = bundle_encoder(args)
     tasks = task_map(args, args.quality, DEVICE_TASKS, "--quality")
     grader = Grader.from_bundle(args.host, args.bundle, tasks, backend=args.backend, threads=args.threads)
     return BundleCodec(encoder, args.rate), grader, f"{encoder.backend} ({encoder.precision} bundle)"
@@ -146,43 +142,31 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from edgeret.grading import Grader
     from edgeret.host import import_optional
-    from edgeret.hub.intake import Intake
-    from edgeret.hub.server import HubServer
-    from edgeret.hub.store import HubStore
+    from edgeret.hub.app import build_hub
+    from edgeret.hub.pacs import StowClient
 
     import_optional("pydicom", "dicom")
     codec, backend = codec_session(args)
-    store = HubStore(args.store)
-    forwarder = None
+    client = None
     if args.pacs:
-        from edgeret.hub.forwarder import PacsForwarder
-        from edgeret.hub.pacs import StowClient
-
         try:
             client = StowClient(args.pacs, user=args.pacs_user,
                                 password=os.environ.get("EDGERET_PACS_PASSWORD"))
         except ValueError as e:
             raise EdgeretError(f"--pacs: {e}") from None
-        forwarder = PacsForwarder(store, client, log=_say)
     tasks = task_map(args, args.grade, HUB_TASKS, "--grade")
     grader = Grader(args.host, backend, tasks, threads=args.threads)
-    intake = Intake(store, codec, grader,
-                    forward=forwarder is not None,
-                    on_commit=forwarder.notify if forwarder else lambda capture_id: None)
     try:
-        server = HubServer(intake, args.bind, args.port, log=_say, token=read_token(args.token_file))
+        server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
+                           token=read_token(args.token_file), log=_say)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
-    if forwarder:
-        forwarder.start()
     stop = _stop_on_signals()
     threading.Thread(target=lambda: (stop.wait(), server.httpd.shutdown()), daemon=True).start()
     _say(f"hub: listening on {server.url}, store {args.store}, {backend.name}"
          + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS"))
     server.serve_forever()
-    server.httpd.server_close()
-    if forwarder:
-        forwarder.stop()
+    server.close()
     return 0
 
 

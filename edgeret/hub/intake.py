@@ -16,7 +16,7 @@ from typing import Any
 from edgeret.codec_io import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
-from edgeret.hub.dicom_out import capture_to_dicom, read_capture_dicom
+from edgeret.hub.dicom_out import capture_to_dicom, capture_uids
 from edgeret.hub.store import HubStore
 from edgeret.upload_protocol import CAPTURE_ID
 
@@ -73,15 +73,14 @@ class Intake:
                                      acquired=acquired)
         except ValueError as exc:  # the camera's patient fields (too long, bad laterality...)
             raise Refused(422, f"{source}: cannot write DICOM: {exc}") from None
-        _, ds = read_capture_dicom(dicom)
+        study_uid, _, sop_uid = capture_uids(capture_id)  # the ones capture_to_dicom wrote
         return {
             "capture_id": capture_id, "stream_sha256": digest, "received_at": time.time(),
             "source_name": meta.get("source_name"), "device": meta.get("device"), "modality": modality,
             "device_quality": meta.get("device_quality"), "findings": findings, "patient": patient,
             "stream": stream_stats(len(stream), decoded.header),
             "decode_ms": round(decoded.seconds * 1000, 2),
-            "dicom": {"sop_instance_uid": str(ds.SOPInstanceUID),
-                      "study_instance_uid": str(ds.StudyInstanceUID)},
+            "dicom": {"sop_instance_uid": sop_uid, "study_instance_uid": study_uid},
             "pacs": {"pending": True} if self.forward else None,
             "_dicom": dicom,
         }

@@ -48,7 +48,12 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        """From another thread: end ``serve_forever``, then ``close``."""
         self.httpd.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Release the socket and stop what runs beside the server (the PACS forwarder)."""
         self.httpd.server_close()
         self.on_stop()
 
