@@ -58,3 +58,40 @@ def test_the_new_point_is_trained_and_the_export_adds_none(shipped):
 def test_a_lowest_point_must_be_lower(shipped):
     with pytest.raises(ValueError, match="must be below"):
         with_trained_lowest(shipped, 1e3)
+
+
+def test_widening_keeps_the_decoded_image_and_the_bitstream(shipped):
+    from edgeret_plugins.tasks.codec.widen import widened
+
+    base = without_extrapolated(shipped).eval()
+    wide = widened(base, encoder=(16, 24), decoder=(32, 32)).eval()
+    assert wide.cfg.widths[:2] == (16, 24) and wide.cfg.dec_widths[:2] == (32, 32)
+    assert wide.cfg.latents == base.cfg.latents  # the bitstream's shape does not change
+    x = torch.rand(1, 1, 128, 192, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ys_base, ys_wide = base.encoder(x), wide.encoder(x)
+        for a, b in zip(ys_base, ys_wide, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        torch.testing.assert_close(wide.decoder(*ys_base), base.decoder(*ys_base), rtol=0, atol=1e-5)
+    # the new channels are live: their incoming weights are not zero, so training can use them
+    assert wide.encoder.l1.weight[8:].abs().sum() > 0 and wide.decoder.d5.weight[:, 8:].abs().sum() > 0
+
+
+def test_widening_cannot_narrow(shipped):
+    from edgeret_plugins.tasks.codec.widen import widened
+
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widened(without_extrapolated(shipped), encoder=(4, 16))
+
+
+def test_natural_photos_leave_out_the_benchmark_retina():
+    import numpy as np
+    from skimage import data
+
+    from edgeret_plugins.tasks.codec.specs import natural_photos
+
+    retina = data.retina()
+    photos = natural_photos(3)
+    assert len(photos) >= 6 and all(p.dtype == np.uint8 and p.shape[2] == 3 for p in photos)
+    assert not any(p.shape == retina.shape and np.array_equal(p, retina) for p in photos)
+    assert all(p.ndim == 2 and p.dtype == np.uint8 for p in natural_photos(1))  # grey for OCT models

@@ -20,6 +20,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgeret.training.loop import FitConfig, fit, seed_everything
@@ -28,7 +29,8 @@ from . import WEIGHTS_DIR
 from .model import Codec
 from .recipe import _augment, loss_fn_for
 from .shipping import export_codec, extend_low, load_codec
-from .specs import SPECS, patches_from, phantom
+from .specs import SPECS, natural_photos, patches_from, phantom
+from .widen import widened
 
 
 def reconfigured(model: Codec, **changes) -> Codec:
@@ -68,7 +70,9 @@ def with_trained_lowest(model: Codec, lam: float) -> Codec:
 
 def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: int, n_images: int,
              mirror: bool = True, threads: int = 1, progress: bool = True,
-             weights_dir: Path = WEIGHTS_DIR, train_lowest: float | None = None) -> tuple[Codec, dict]:
+             weights_dir: Path = WEIGHTS_DIR, train_lowest: float | None = None,
+             widen_encoder: tuple[int, int] | None = None, widen_decoder: tuple[int, int] | None = None,
+             natural_per_photo: int = 0) -> tuple[Codec, dict]:
     spec = SPECS[name]
     torch.set_num_threads(threads)
     model = load_codec(name, weights_dir)
@@ -78,6 +82,8 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
     model = without_extrapolated(model)
     if train_lowest is not None:
         model = with_trained_lowest(model, train_lowest)
+    if widen_encoder or widen_decoder:
+        model = widened(model, widen_encoder, widen_decoder, seed=spec.seed)
     model = model.train()
     if epochs == 0:  # only the edge switch: no steps, the export re-solves the output layer
         return model, {"stage": "re-export of the shipped model", "from_config": previous,
@@ -86,6 +92,10 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
     seeds = range(first_seed, first_seed + n_images)
     patches = patches_from((phantom(spec.modality, s) for s in seeds), spec.patches_per_image,
                            spec.seed + 1)
+    if natural_per_photo:
+        photos = natural_photos(model.cfg.in_channels)
+        extra = patches_from(((p, None) for p in photos), natural_per_photo, spec.seed + 2)
+        patches = np.concatenate([patches, extra])
     data_cpu = time.process_time() - cpu0
     seed_everything(spec.seed)
     config = FitConfig(epochs=epochs, batch_size=spec.batch, lr=lr, weight_decay=0.0, seed=spec.seed,
@@ -101,9 +111,23 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
         "patches": int(len(patches)), "epochs": epochs, "steps": steps, "lr": lr,
         "batch": spec.batch, "seed": spec.seed, "crop_seed": spec.seed + 1, "threads": threads,
         "decoder_edge": model.cfg.decoder_edge, "lambdas": list(model.cfg.lambdas),
-        "added_trained_lowest": train_lowest, "data_cpu_seconds": round(data_cpu, 1),
+        "added_trained_lowest": train_lowest,
+        "widths": list(model.cfg.widths), "dec_widths": list(model.cfg.dec_widths),
+        "widened_from": [list(previous["widths"]), list(previous["dec_widths"] or previous["widths"])]
+        if (widen_encoder or widen_decoder) else None,
+        "natural_photos": f"{natural_per_photo} crops from each of {len(photos)} scikit-image colour "
+                          "photographs (no retina)" if natural_per_photo else None,
+        "data_cpu_seconds": round(data_cpu, 1),
         "cpu_seconds_this_run": round(time.process_time() - cpu0, 1),
         "wall_seconds_this_run": round(time.time() - wall0, 1)}
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two channel counts like 32,32, got {text!r}") from None
+    return a, b
 
 
 def main(argv=None) -> int:
@@ -120,6 +144,12 @@ def main(argv=None) -> int:
     parser.add_argument("--train-lowest", type=float, metavar="LAMBDA",
                         help="add a trained rate point below the lowest, at this lambda (it replaces "
                              "the lowest extrapolated one)")
+    parser.add_argument("--widen-encoder", type=_pair, metavar="W0,W1",
+                        help="widen encoder layers 1-2 to these channels first (function-preserving)")
+    parser.add_argument("--widen-decoder", type=_pair, metavar="W0,W1",
+                        help="widen the decoder's full- and half-resolution layers to these channels")
+    parser.add_argument("--natural", type=int, default=0, metavar="N",
+                        help="add N crops from each of scikit-image's real colour photographs (no retina)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     previous = next(m["training"] for m in json.loads((args.weights / "codec_models.json").read_text())
@@ -128,7 +158,8 @@ def main(argv=None) -> int:
                            first_seed=args.first_seed, n_images=args.images,
                            mirror=not args.no_mirror, threads=args.threads,
                            progress=not args.quiet, weights_dir=args.weights,
-                           train_lowest=args.train_lowest)
+                           train_lowest=args.train_lowest, widen_encoder=args.widen_encoder,
+                           widen_decoder=args.widen_decoder, natural_per_photo=args.natural)
     stages = previous.get("stages", [previous])
     entry = export_codec(model, args.name, {"stages": [*stages, meta]}, args.weights)
     for rate in entry["rates"]:

@@ -98,6 +98,29 @@ def patches_from(images_and_masks, per_image: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
+# real photographs shipped with scikit-image (no download), never a retina: the fundus benchmark's
+# real photograph is skimage.data.retina(), so it must stay out of training
+NATURAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+                  "immunohistochemistry", "stereo_motorcycle")
+
+
+def natural_photos(channels: int) -> list[np.ndarray]:
+    """scikit-image's real colour photographs (8-bit), grey if ``channels`` is 1; no retina."""
+    from skimage import data
+
+    out = []
+    for name in NATURAL_PHOTOS:
+        image = getattr(data, name)()
+        for img in image if isinstance(image, tuple) else (image,):
+            if not isinstance(img, np.ndarray) or img.ndim != 3:
+                continue  # stereo_motorcycle also returns its disparity map
+            img = img[:, :, :3]
+            if channels == 1:
+                img = np.round(img.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
+            out.append(img)
+    return out
+
+
 def training_patches(spec: Spec) -> np.ndarray:
     pairs = (phantom(spec.modality, s) for s in range(spec.n_images))
     return patches_from(pairs, spec.patches_per_image, spec.seed)
