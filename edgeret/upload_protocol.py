@@ -39,3 +39,19 @@ def check_capture_id(capture_id: str) -> str:
     if not isinstance(capture_id, str) or not CAPTURE_ID.match(capture_id):
         raise ValueError(f"not a capture id (64 lowercase hex digits): {capture_id!r}")
     return capture_id
+
+
+def wait_for_hub(url: str, timeout: float = 30.0) -> bool:
+    """True once ``GET url/v1/health`` answers (a hub just started takes a moment), False at timeout."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{url.rstrip('/')}/v1/health", timeout=1).read()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)

@@ -60,10 +60,9 @@ def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path
     """A researcher's own task runs at the hub with `--grade oct=TASK`, no edgeret code changed."""
     import json
     import socket
-    import time
-    import urllib.request
 
     from edgeret.data.oct import generate_oct
+    from edgeret.upload_protocol import wait_for_hub
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -74,12 +73,7 @@ def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path
                             "--port", str(port), "--grade", "oct=exposure-check"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        assert wait_for_hub(f"http://127.0.0.1:{port}"), "the hub did not start"
         proc = run_cli("agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub",
                        f"http://127.0.0.1:{port}", "--once", "--settle", "0", "--quality", "oct=none")
     finally:

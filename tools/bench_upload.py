@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -43,6 +42,7 @@ from net_faults import FaultyProxy, free_port  # noqa: E402
 from orthanc_server import orthanc_missing_reason, start_orthanc  # noqa: E402
 
 from edgeret.reporting import markdown_table, write_report  # noqa: E402
+from edgeret.upload_protocol import wait_for_hub  # noqa: E402
 
 
 def write_captures(folder: Path, n_fundus: int, n_oct: int) -> None:
@@ -61,13 +61,9 @@ def start_hub(store: Path, port: int, threads: int, pacs: str | None) -> subproc
     argv = [sys.executable, "-m", "edgeret", "serve", "--store", str(store), "--port", str(port),
             "--threads", str(threads)] + (["--pacs", pacs] if pacs else [])
     hub = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1).read()
-            return hub
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the hub did not start")
+    if not wait_for_hub(f"http://127.0.0.1:{port}"):
+        raise SystemExit("the hub did not start")
+    return hub
 
 
 def one_run(name: str, captures: Path, work: Path, threads: int, *, faults: bool = False,

@@ -17,11 +17,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from edgeret.cli import main as edgeret
+from edgeret.upload_protocol import wait_for_hub
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "out/demo")
 
@@ -43,12 +43,7 @@ def run_hub_and_agent(captures: list[str]) -> None:
     hub = subprocess.Popen([sys.executable, "-m", "edgeret", "serve", "--store", str(OUT / "hub"),
                             "--port", str(port)])
     try:
-        for _ in range(100):  # until it answers
-            try:
-                urllib.request.urlopen(f"{url}/v1/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_hub(url, timeout=10)
         inbox = OUT / "camera" / "inbox"
         inbox.mkdir(parents=True)
         for path in captures:
