@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -95,3 +97,15 @@ def test_natural_photos_leave_out_the_benchmark_retina():
     assert len(photos) >= 6 and all(p.dtype == np.uint8 and p.shape[2] == 3 for p in photos)
     assert not any(p.shape == retina.shape and np.array_equal(p, retina) for p in photos)
     assert all(p.ndim == 2 and p.dtype == np.uint8 for p in natural_photos(1))  # grey for OCT models
+
+
+def test_colour_jitter_changes_each_channel_within_its_bounds():
+    from edgeret_plugins.tasks.codec.recipe import colour_jitter
+
+    x = torch.full((8, 3, 16, 16), 100, dtype=torch.uint8)
+    (a,) = colour_jitter(0.3)([x], torch.Generator().manual_seed(1))
+    (b,) = colour_jitter(0.3)([x], torch.Generator().manual_seed(1))
+    assert a.dtype == torch.uint8 and torch.equal(a, b)  # seeded: reproducible training
+    per_channel = a.float().mean((2, 3))
+    assert per_channel.min() >= 100 * math.exp(-0.3) - 1 and per_channel.max() <= 100 * math.exp(0.3) + 1
+    assert per_channel.std(1).min() > 0  # the channels move independently: a colour change, not brightness

@@ -47,6 +47,21 @@ def _augment(batch, generator: torch.Generator):
     return [x]
 
 
+def colour_jitter(strength: float):
+    """Flip as :func:`_augment`, then scale each patch's channels by exp(U(-s, s)) each.
+
+    Cameras differ in colour balance and the phantoms have one: jittered gains
+    teach the codec colours it would otherwise only meet on a real photograph.
+    """
+
+    def augment(batch, generator: torch.Generator):
+        (x,) = _augment(batch, generator)
+        gains = ((torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator) * 2 - 1) * strength).exp()
+        return [(x.float() * gains).round().clamp(0, 255).to(torch.uint8)]
+
+    return augment
+
+
 def loss_fn_for(cfg: CodecConfig):
     lambdas = torch.tensor(cfg.lambdas or (1.0,))
 
