@@ -249,8 +249,9 @@ class CodecCatalog:
         """The model of this modality and variant, and the rate point closest to ``rate``.
 
         ``rate``: a target in bits per pixel (closest nominal bpp, in log scale),
-        a rate-point id, or None (the model's default rate point: ``default_rate``
-        in the manifest, else the middle one).
+        a rate-point id (``oct-factorized-q4``, or ``q4`` for the chosen model), or
+        None (the model's default rate point: ``default_rate`` in the manifest,
+        else the middle one).
         """
         if isinstance(rate, str) and rate in self.rates:
             model, point = self.rates[rate]
@@ -266,6 +267,9 @@ class CodecCatalog:
         points = sorted(model.rates, key=lambda p: p.nominal_bpp)
         if rate is None:
             return model, model.default_point()
+        short = {p.id.removeprefix(f"{model.name}-"): p for p in points}  # "q4" for this model's q4
+        if isinstance(rate, str) and rate in short:
+            return model, short[rate]
         try:
             target = float(rate)
         except ValueError:

@@ -17,6 +17,7 @@ from conftest import run_cli
 from edgeret.bitstream import Header, decode_stream, encode_stream
 from edgeret.codec_io import CodecCatalog, CodecSession, quantize, to_model_input
 from edgeret.entropy import decode_symbols, encode_symbols
+from edgeret.errors import EdgeretError
 from edgeret.host import Host
 from edgeret.imageio import read_image, write_image
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR
@@ -285,3 +286,13 @@ def test_without_a_rate_the_codec_uses_its_declared_default_point(catalog):
     oct_model = catalog.models["oct-factorized"]
     points = sorted(oct_model.rates, key=lambda p: p.nominal_bpp)
     assert replace(oct_model, default_rate=None).default_point() is points[len(points) // 2]
+
+
+def test_a_short_rate_name_means_the_chosen_models_point(catalog):
+    """`--rate q4` picks q4 of the codec the image's modality selects; the other modality's q4 is not it."""
+    model, point = catalog.choose("fundus", "factorized", "q4")
+    assert (model.name, point.id) == ("fundus-factorized", "fundus-factorized-q4")
+    model, point = catalog.choose("oct", "factorized", "q4")
+    assert (model.name, point.id) == ("oct-factorized", "oct-factorized-q4")
+    with pytest.raises(EdgeretError, match="neither bits per pixel nor a rate point"):
+        catalog.choose("oct", "factorized", "q99")

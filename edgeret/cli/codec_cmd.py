@@ -30,7 +30,7 @@ def configure_encode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="PNG, JPEG, TIFF or DICOM image (8 or 16 bit)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .ert file to write")
     parser.add_argument("--rate", help="target bits per pixel (the closest rate point is used) or a "
-                                       "rate-point id such as oct-factorized-q2; default: the codec's "
+                                       "rate-point id such as oct-factorized-q2 or q2; default: the codec's "
                                        "default rate point (benchmarks/grading-after-codec.md)")
     parser.add_argument("--variant", choices=["factorized", "paper"], default="factorized",
                         help="learned factorized prior (several rates) or the seed paper's L=7 quantizer")
