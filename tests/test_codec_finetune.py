@@ -100,12 +100,26 @@ def test_natural_photos_leave_out_the_benchmark_retina():
 
 
 def test_colour_jitter_changes_each_channel_within_its_bounds():
-    from edgeret_plugins.tasks.codec.recipe import colour_jitter
+    from edgeret_plugins.tasks.codec.recipe import augmentation
 
     x = torch.full((8, 3, 16, 16), 100, dtype=torch.uint8)
-    (a,) = colour_jitter(0.3)([x], torch.Generator().manual_seed(1))
-    (b,) = colour_jitter(0.3)([x], torch.Generator().manual_seed(1))
+    (a,) = augmentation(jitter=0.3)([x], torch.Generator().manual_seed(1))
+    (b,) = augmentation(jitter=0.3)([x], torch.Generator().manual_seed(1))
     assert a.dtype == torch.uint8 and torch.equal(a, b)  # seeded: reproducible training
     per_channel = a.float().mean((2, 3))
     assert per_channel.min() >= 100 * math.exp(-0.3) - 1 and per_channel.max() <= 100 * math.exp(0.3) + 1
     assert per_channel.std(1).min() > 0  # the channels move independently: a colour change, not brightness
+
+
+def test_blur_softens_some_batches_and_keeps_flat_areas():
+    from edgeret_plugins.tasks.codec.recipe import augmentation
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+    outs = [augmentation(blur=1.5)([x], torch.Generator().manual_seed(s))[0] for s in range(8)]
+    hp = [float((o.float()[..., 1:] - o.float()[..., :-1]).abs().mean()) for o in outs]
+    sharp = float((x.float()[..., 1:] - x.float()[..., :-1]).abs().mean())
+    assert min(hp) < 0.7 * sharp and max(hp) == pytest.approx(sharp)  # about half the batches softened
+    flat = torch.full((1, 1, 24, 24), 77, dtype=torch.uint8)
+    for s in range(4):  # reflected edges: a flat patch stays exactly flat
+        assert torch.equal(augmentation(blur=2.0)([flat], torch.Generator().manual_seed(s))[0], flat)

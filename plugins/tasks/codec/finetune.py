@@ -27,7 +27,7 @@ from edgeret.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .model import Codec
-from .recipe import _augment, colour_jitter, loss_fn_for
+from .recipe import augmentation, loss_fn_for
 from .shipping import export_codec, extend_low, load_codec
 from .specs import SPECS, natural_photos, patches_from, phantom
 from .widen import widened
@@ -72,7 +72,7 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
              mirror: bool = True, threads: int = 1, progress: bool = True,
              weights_dir: Path = WEIGHTS_DIR, train_lowest: float | None = None,
              widen_encoder: tuple[int, int] | None = None, widen_decoder: tuple[int, int] | None = None,
-             natural_per_photo: int = 0, jitter: float = 0.0) -> tuple[Codec, dict]:
+             natural_per_photo: int = 0, jitter: float = 0.0, blur: float = 0.0) -> tuple[Codec, dict]:
     spec = SPECS[name]
     torch.set_num_threads(threads)
     model = load_codec(name, weights_dir)
@@ -103,7 +103,7 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
     cpu0, wall0 = time.process_time(), time.time()
     fit(model, [torch.from_numpy(patches)], loss_fn_for(model.cfg), config,
         out_dir / "checkpoints" / f"{name}.finetune.ckpt", label=f"{name} fine-tune",
-        augment=colour_jitter(jitter) if jitter else _augment)
+        augment=augmentation(jitter, blur))
     steps = epochs * math.ceil(len(patches) / spec.batch)
     return model, {
         "stage": "fine-tune of the shipped model", "from_config": previous,
@@ -118,7 +118,7 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
         if (widen_encoder or widen_decoder) else None,
         "natural_photos": f"{natural_per_photo} crops from each of {len(photos)} scikit-image colour "
                           "photographs (no retina)" if natural_per_photo else None,
-        "colour_jitter": jitter or None,
+        "colour_jitter": jitter or None, "blur_sigma_max": blur or None,
         "data_cpu_seconds": round(data_cpu, 1),
         "cpu_seconds_this_run": round(time.process_time() - cpu0, 1),
         "wall_seconds_this_run": round(time.time() - wall0, 1)}
@@ -154,6 +154,8 @@ def main(argv=None) -> int:
                         help="add N crops from each of scikit-image's real colour photographs (no retina)")
     parser.add_argument("--colour-jitter", type=float, default=0.0, metavar="S",
                         help="scale each training patch's channels by exp(U(-S, S)) (colour balance)")
+    parser.add_argument("--blur", type=float, default=0.0, metavar="SIGMA",
+                        help="blur half the training batches with a Gaussian of sigma up to SIGMA px")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     previous = next(m["training"] for m in json.loads((args.weights / "codec_models.json").read_text())
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
                            progress=not args.quiet, weights_dir=args.weights,
                            train_lowest=args.train_lowest, widen_encoder=args.widen_encoder,
                            widen_decoder=args.widen_decoder, natural_per_photo=args.natural,
-                           jitter=args.colour_jitter)
+                           jitter=args.colour_jitter, blur=args.blur)
     stages = previous.get("stages", [previous])
     entry = export_codec(model, args.name, {"stages": [*stages, meta]}, args.weights)
     for rate in entry["rates"]:

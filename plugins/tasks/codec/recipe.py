@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from edgeret.training.loop import FitConfig, fit, seed_everything
 
@@ -47,17 +48,37 @@ def _augment(batch, generator: torch.Generator):
     return [x]
 
 
-def colour_jitter(strength: float):
-    """Flip as :func:`_augment`, then scale each patch's channels by exp(U(-s, s)) each.
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W) float, reflected edges."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / sigma) ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k[:, None, None, :], groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k[:, None, :, None], groups=x.shape[1])
 
-    Cameras differ in colour balance and the phantoms have one: jittered gains
-    teach the codec colours it would otherwise only meet on a real photograph.
+
+def augmentation(jitter: float = 0.0, blur: float = 0.0):
+    """Flip as :func:`_augment`; then, when asked, colour jitter and softening.
+
+    ``jitter``: each patch's channels scaled by exp(U(-s, s)) — cameras differ in
+    colour balance and the phantoms have one. ``blur``: half the batches blurred
+    with a Gaussian of sigma U(0.3, blur) — real photographs are softer than the
+    phantoms (optics, the camera's own JPEG: high-pass energy about a third of
+    the phantoms'), and a codec that only saw sharp noisy patches spends its bits
+    on noise it expects.
     """
+    if not jitter and not blur:
+        return _augment
 
     def augment(batch, generator: torch.Generator):
         (x,) = _augment(batch, generator)
-        gains = ((torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator) * 2 - 1) * strength).exp()
-        return [(x.float() * gains).round().clamp(0, 255).to(torch.uint8)]
+        x = x.float()
+        if jitter:
+            u = torch.rand(x.shape[0], x.shape[1], 1, 1, generator=generator)
+            x = x * ((u * 2 - 1) * jitter).exp()
+        if blur and torch.rand((), generator=generator) < 0.5:
+            x = _gaussian_blur(x, 0.3 + float(torch.rand((), generator=generator)) * (blur - 0.3))
+        return [x.round().clamp(0, 255).to(torch.uint8)]
 
     return augment
 
