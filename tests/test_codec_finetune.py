@@ -66,8 +66,10 @@ def test_widening_keeps_the_decoded_image_and_the_bitstream(shipped):
     from edgeret_plugins.tasks.codec.widen import widened
 
     base = without_extrapolated(shipped).eval()
-    wide = widened(base, encoder=(16, 24), decoder=(32, 32)).eval()
-    assert wide.cfg.widths[:2] == (16, 24) and wide.cfg.dec_widths[:2] == (32, 32)
+    enc = tuple(w + 8 for w in base.cfg.widths[:2])
+    dec = tuple(w + 16 for w in (base.cfg.dec_widths or base.cfg.widths)[:2])
+    wide = widened(base, encoder=enc, decoder=dec).eval()
+    assert wide.cfg.widths[:2] == enc and wide.cfg.dec_widths[:2] == dec
     assert wide.cfg.latents == base.cfg.latents  # the bitstream's shape does not change
     x = torch.rand(1, 1, 128, 192, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -76,14 +78,16 @@ def test_widening_keeps_the_decoded_image_and_the_bitstream(shipped):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
         torch.testing.assert_close(wide.decoder(*ys_base), base.decoder(*ys_base), rtol=0, atol=1e-5)
     # the new channels are live: their incoming weights are not zero, so training can use them
-    assert wide.encoder.l1.weight[8:].abs().sum() > 0 and wide.decoder.d5.weight[:, 8:].abs().sum() > 0
+    old_enc, old_dec = base.encoder.l1.out_channels, base.decoder.d5.out_channels
+    assert wide.encoder.l1.weight[old_enc:].abs().sum() > 0
+    assert wide.decoder.d5.weight[:, old_dec:].abs().sum() > 0
 
 
 def test_widening_cannot_narrow(shipped):
     from edgeret_plugins.tasks.codec.widen import widened
 
     with pytest.raises(ValueError, match="cannot narrow"):
-        widened(without_extrapolated(shipped), encoder=(4, 16))
+        widened(without_extrapolated(shipped), encoder=(4, 4))
 
 
 def test_natural_photos_leave_out_the_benchmark_retina():
