@@ -106,19 +106,9 @@ NATURAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 
 def natural_photos(channels: int) -> list[np.ndarray]:
     """scikit-image's real colour photographs (8-bit), grey if ``channels`` is 1; no retina."""
-    from skimage import data
+    from edgeret.training.natural import natural_images
 
-    out = []
-    for name in NATURAL_PHOTOS:
-        image = getattr(data, name)()
-        for img in image if isinstance(image, tuple) else (image,):
-            if not isinstance(img, np.ndarray) or img.ndim != 3:
-                continue  # stereo_motorcycle also returns its disparity map
-            img = img[:, :, :3]
-            if channels == 1:
-                img = np.round(img.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
-            out.append(img)
-    return out
+    return natural_images(NATURAL_PHOTOS, gray=channels == 1, colour_only=True)
 
 
 def training_patches(spec: Spec) -> np.ndarray:

@@ -28,6 +28,7 @@ from edgeret.errors import EdgeretError
 from edgeret.imageio import read_folder_8bit
 from edgeret.registrations import TaskPlugin, TrainRequest
 from edgeret.training.loop import FitConfig, fit
+from edgeret.training.natural import natural_images as load_natural
 from edgeret.training.shipping import ship
 
 from .model import VARIANTS, build
@@ -53,21 +54,7 @@ class RuntimeDenoiser(torch.nn.Module):
 
 
 def natural_images(gray: bool) -> list[np.ndarray]:
-    try:
-        import skimage.data as sd
-    except ImportError:
-        return []
-    images = []
-    for name in NATURAL:
-        img = np.asarray(getattr(sd, name)())
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = img[..., :3]
-        if gray and img.ndim == 3:
-            img = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round()
-        if not gray and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        images.append(img.astype(np.uint8))
-    return images
+    return load_natural(NATURAL, gray)
 
 
 def folder_images(data_dir: Path, gray: bool) -> list[np.ndarray]:
