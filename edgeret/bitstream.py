@@ -31,13 +31,15 @@ from edgeret.atomic import write_bytes_atomic
 from edgeret.errors import EdgeretError, InputError
 
 MAGIC = b"\x89ERT\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this edgeret writes and reads; a full-scale stream is still written as 1
+READ_VERSIONS = (1, 2)
 BITSTREAM = "<bitstream>"
 
 MAX_SIDE = 16384  # image height and width
 MAX_IMAGE_CHANNELS = 4
 BIT_DEPTHS = (8, 16)
 MODALITIES = {1: "fundus", 2: "oct"}
+SCALES = (1, 2)  # version 2: the image was coded at 1/scale of its size (edgeret.codec_scale)
 MAX_NAME = 64  # codec id and model name, bytes
 MAX_LATENTS = 16
 MAX_LATENT_CHANNELS = 65536
@@ -49,10 +51,11 @@ MAX_PAYLOAD = MAX_CHUNKS * CHUNK_SIZE  # 256 MiB over all latents
 _PREAMBLE = struct.Struct("<8sHI")  # magic, version, header body length
 _CRC = struct.Struct("<I")
 _IMAGE = struct.Struct("<IIBBBB")  # height, width, channels, bit depth, modality, n latents
+_SCALE = struct.Struct("<B")  # version 2 only: the coding scale
 _LATENT = struct.Struct("<III8sI")  # C, H, W, table id, payload bytes
 _CHUNK = struct.Struct("<II")  # length, CRC32
 _MIN_BODY = 2 + 2 + 32 + _IMAGE.size + _LATENT.size + 4
-_MAX_BODY = 2 * (1 + MAX_NAME) + 32 + _IMAGE.size + MAX_LATENTS * _LATENT.size + 4
+_MAX_BODY = 2 * (1 + MAX_NAME) + 32 + _IMAGE.size + _SCALE.size + MAX_LATENTS * _LATENT.size + 4
 MAX_STREAM = _PREAMBLE.size + _MAX_BODY + _CRC.size + MAX_CHUNKS * _CHUNK.size + MAX_PAYLOAD
 
 _CODEC_RE = re.compile(rf"[\x21-\x7e]{{1,{MAX_NAME}}}")  # printable ASCII, no spaces
@@ -119,6 +122,7 @@ class Header:
     bit_depth: int  # 8 or 16
     modality: str  # "fundus" or "oct"
     latents: tuple[LatentInfo, ...]
+    scale: int = 1  # the latents code the image at 1/scale of height x width; the decoder scales back
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latents", tuple(
@@ -147,6 +151,8 @@ def _header_problem(h: Header) -> str | None:
         return f"image has {h.channels} channels, the limit is {MAX_IMAGE_CHANNELS}"
     if h.bit_depth not in BIT_DEPTHS:
         return f"bit depth {h.bit_depth} is not 8 or 16"
+    if h.scale not in SCALES:
+        return f"coding scale {h.scale} is not one of {list(SCALES)}"
     if h.modality not in MODALITIES.values():
         return f"modality {h.modality!r} is not one of {sorted(MODALITIES.values())}"
     if not 1 <= len(h.latents) <= MAX_LATENTS:
@@ -191,11 +197,14 @@ def encode_stream(header: Header, payloads: Sequence[bytes]) -> bytes:
     body = [bytes([len(codec)]), codec, bytes([len(name)]), name, header.model_hash,
             _IMAGE.pack(header.height, header.width, header.channels, header.bit_depth,
                         _modality_code(header.modality), len(header.latents))]
+    version = 1 if header.scale == 1 else 2  # readers of version 1 still read every full-scale stream
+    if version == 2:
+        body.append(_SCALE.pack(header.scale))
     for lat, size in zip(header.latents, sizes, strict=True):
         body.append(_LATENT.pack(*lat.shape, bytes.fromhex(lat.table_id), size))
     body.append(struct.pack("<I", n_chunks))
     body_bytes = b"".join(body)
-    head = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(body_bytes)) + body_bytes
+    head = _PREAMBLE.pack(MAGIC, version, len(body_bytes)) + body_bytes
     out = [head, _CRC.pack(zlib.crc32(head))]
     index = 0
     for payload in payloads:
@@ -249,9 +258,9 @@ def decode_header(data: bytes, *, source: str = BITSTREAM) -> tuple[Header, list
     if len(data) < _PREAMBLE.size:
         raise InputError(source, f"truncated .ert stream ({len(data)} bytes, header incomplete)")
     _, version, body_len = _PREAMBLE.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         raise InputError(source, f"unsupported .ert format version {version} "
-                                 f"(this edgeret reads version {FORMAT_VERSION})")
+                                 f"(this edgeret reads versions {', '.join(map(str, READ_VERSIONS))})")
     if not _MIN_BODY <= body_len <= _MAX_BODY:
         raise InputError(source, f"header declares {body_len} bytes, outside {_MIN_BODY}..{_MAX_BODY}")
     end = _PREAMBLE.size + body_len
@@ -266,6 +275,7 @@ def decode_header(data: bytes, *, source: str = BITSTREAM) -> tuple[Header, list
     model_name = _read_name(r, "model name")
     model_hash = r.take(32, "model hash")
     height, width, channels, bit_depth, modality, n_latents = r.unpack(_IMAGE, "image fields")
+    (scale,) = r.unpack(_SCALE, "coding scale") if version >= 2 else (1,)
     if modality not in MODALITIES:
         raise InputError(source, f"unknown modality code {modality} (known: "
                                  f"{', '.join(f'{k}={v}' for k, v in MODALITIES.items())})")
@@ -282,7 +292,7 @@ def decode_header(data: bytes, *, source: str = BITSTREAM) -> tuple[Header, list
     try:  # checks every bound; nothing has been allocated from the declared sizes yet
         header = Header(codec=codec, model_name=model_name, model_hash=model_hash, height=height,
                         width=width, channels=channels, bit_depth=bit_depth,
-                        modality=MODALITIES[modality], latents=tuple(latents))
+                        modality=MODALITIES[modality], latents=tuple(latents), scale=scale)
     except ValueError as e:
         raise InputError(source, str(e).removeprefix("invalid .ert header: ")) from None
     if n_chunks > MAX_CHUNKS:

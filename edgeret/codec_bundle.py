@@ -26,6 +26,7 @@ from edgeret.codec_io import (
     image_for,
     to_model_input,
 )
+from edgeret.codec_scale import coded_scale, coded_size, downscale2
 from edgeret.errors import InputError
 
 TASK = "codec-encoder"
@@ -70,19 +71,28 @@ class BundleEncoder:
             raise BundleError(f"--rate must be a positive number of bits per pixel, got {rate}")
         return min(points, key=lambda p: abs(np.log(p.nominal_bpp / target)))
 
-    def encode(self, image: np.ndarray, rate: RatePoint, source: str = "<array>") -> Encoded:
+    def encode(self, image: np.ndarray, rate: RatePoint, source: str = "<array>",
+               scale: str | int = "auto") -> Encoded:
+        """Code one image; a static-shape graph halves it only when the half fits its size."""
         import time
 
         image = image_for(self.model, image, source)
         h, w = image.shape[:2]
-        if all(isinstance(d, int) for d in self.size) and (h, w) != self.size:
-            raise InputError(source, f"is {w}x{h}; the bundle's encoder ({self.root}) runs "
+        start = time.perf_counter()
+        factor = coded_scale(image, self.model.allows_half_scale(rate), scale)
+        static = all(isinstance(d, int) for d in self.size)
+        if static and factor == 2 and coded_size(h, w, 2) != self.size and scale == "auto":
+            factor = 1  # the graph cannot run the half-size image; code it whole
+        coded = downscale2(image) if factor == 2 else image
+        ch, cw = coded.shape[:2]
+        if static and (ch, cw) != self.size:
+            at = "" if factor == 1 else f" (halved: {cw}x{ch})"
+            raise InputError(source, f"is {w}x{h}{at}; the bundle's encoder ({self.root}) runs "
                                      f"{self.size[1]}x{self.size[0]} images only (the device profile's size)")
         bits = 8 if image.dtype == np.uint8 else 16
-        start = time.perf_counter()
-        out = self.runner.run({"image": to_model_input(image, bits)})
+        out = self.runner.run({"image": to_model_input(coded, bits)})
         ys = [np.asarray(out[n], dtype=np.float32) for n in LATENT_NAMES]
-        return encode_latents(ys, image.shape, bits, self.model, rate, start)
+        return encode_latents(ys, image.shape, bits, self.model, rate, start, scale=factor)
 
 
 def _is_number(text: str) -> bool:

@@ -6,16 +6,9 @@ floats), entropy-codes the symbols with the integer tables shipped with the
 model (:mod:`edgeret.entropy`) and writes the ``.ert`` container
 (:mod:`edgeret.bitstream`). The hub reads the header, refuses a stream written
 by another model, decodes exactly the symbols the stream holds, de-quantizes
-them and runs the decoder graph.
-
-Models are described by a manifest, ``codec_models.json``, in a weights folder
-(the built-in one is the ``codec-encoder`` task's folder). Each model has an
-encoder and a decoder graph (ONNX), a parameter file (``.npz``: per rate point
-the gains and the canonical bytes of the integer entropy tables) and one or
-more *rate points*. A rate point is what a stream names: its id is the
-header's codec id (e.g. ``oct-factorized-q2``) and its model hash is
-:func:`rate_digest` over the encoder's and decoder's SHA-256, the gains and the
-tables, so changing any of them changes the hash.
+them and runs the decoder graph. Which models exist is the catalogue's job
+(:mod:`edgeret.codec_catalog`); an oversampled image may be coded at half
+resolution (:mod:`edgeret.codec_scale`, the header's ``scale``).
 
 Latents, in payload order: ``y0`` (main, stride 32), ``y1`` (skip from encoder
 layer 5, stride 16), ``y2`` (layer 4, stride 8), ``y3`` (layer 3, stride 4).
@@ -25,13 +18,9 @@ records the original size and the decoder crops back.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,29 +28,31 @@ import numpy as np
 from edgeret.bitstream import (
     Header,
     LatentInfo,
-    ModelIdentity,
     check_model,
     decode_header,
     decode_stream,
-    model_digest,
     write_ert,
 )
-from edgeret.entropy import IntegerTable, decode_symbols, encode_symbols
+from edgeret.codec_catalog import (  # noqa: F401 - re-exported: callers import the catalogue from here
+    MANIFEST,
+    MODALITY_CHANNELS,
+    MULTIPLE,
+    STRIDES,
+    CodecCatalog,
+    CodecModel,
+    RatePoint,
+    padded_size,
+    rate_digest,
+)
+from edgeret.codec_scale import coded_scale, coded_size, downscale2, upscale2
+from edgeret.entropy import decode_symbols, encode_symbols
 from edgeret.errors import EdgeretError, InputError
 
-MANIFEST = "codec_models.json"
-MULTIPLE = 32
-STRIDES = (32, 16, 8, 4)
 LATENT_NAMES = ("y0", "y1", "y2", "y3")
 MAX_DECODE_PIXELS = 1 << 25  # 32 MP: the decoder's activations must fit in memory
-MODALITY_CHANNELS = {"oct": 1, "fundus": 3}
 
 
 # --- numpy pieces shared with training ----------------------------------------------------
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    return -(-height // MULTIPLE) * MULTIPLE, -(-width // MULTIPLE) * MULTIPLE
 
 
 def to_model_input(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -105,179 +96,6 @@ def dequantize(symbols: np.ndarray, inv_gain: np.ndarray | None) -> np.ndarray:
     if inv_gain is not None:
         z = z * np.asarray(inv_gain, dtype=np.float32)[:, None, None]
     return z[None]
-
-
-def rate_digest(encoder_sha: bytes, decoder_sha: bytes, gains: Sequence[np.ndarray] | None,
-                inv_gains: Sequence[np.ndarray] | None, tables: Sequence[IntegerTable]) -> bytes:
-    """The model hash of one rate point (what every header carries)."""
-    parts = [b"edgeret-codec-v1", encoder_sha, decoder_sha]
-    for i, table in enumerate(tables):
-        for arr in (gains, inv_gains):
-            parts.append(b"" if arr is None else np.asarray(arr[i], "<f4").tobytes())
-        parts.append(table.to_bytes())
-    return model_digest(*parts)
-
-
-# --- the catalogue ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RatePoint:
-    id: str  # the header's codec id
-    index: int
-    model_hash: bytes
-    tables: tuple[IntegerTable, ...]
-    lo: tuple[int, ...]
-    hi: tuple[int, ...]
-    gains: tuple[np.ndarray, ...] | None
-    inv_gains: tuple[np.ndarray, ...] | None
-    nominal_bpp: float  # measured at export on validation phantoms
-    model: str
-
-    @property
-    def model_name(self) -> str:
-        return self.id
-
-    @property
-    def identity(self) -> ModelIdentity:
-        return ModelIdentity(self.model_name, self.model_hash)
-
-
-@dataclass
-class CodecModel:
-    name: str
-    modality: str
-    variant: str
-    channels: int
-    latent_channels: tuple[int, ...]
-    encoder_path: Path
-    decoder_path: Path
-    rates: list[RatePoint] = field(default_factory=list)
-    levels: int | None = None
-    description: str = ""
-    default_rate: str | None = None  # rate-point id used when none is asked for (None: the middle one)
-
-    def default_point(self) -> RatePoint:
-        points = sorted(self.rates, key=lambda p: p.nominal_bpp)
-        named = [p for p in points if p.id == self.default_rate]
-        return named[0] if named else points[len(points) // 2]
-
-    def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
-        ph, pw = padded_size(height, width)
-        return [(c, ph // s, pw // s) for c, s in zip(self.latent_channels, STRIDES, strict=True)]
-
-
-def _sha_file(path: Path) -> bytes | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).digest()
-    except FileNotFoundError:
-        return None
-
-
-class CodecCatalog:
-    """The codec models of one weights folder, checked against their manifest."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        path = self.folder / MANIFEST
-        try:
-            manifest = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(path, "no codec manifest here (is the codec plugin installed?)") from None
-        except (OSError, ValueError) as e:
-            raise InputError(path, f"unreadable codec manifest ({e})") from None
-        self.models: dict[str, CodecModel] = {}
-        try:
-            for entry in manifest["models"]:
-                model = self._load(entry)
-                self.models[model.name] = model
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(path, f"malformed codec manifest ({type(e).__name__}: {e})") from None
-        self.rates = {r.id: (m, r) for m in self.models.values() for r in m.rates}
-
-    @classmethod
-    def of_plugin(cls, host) -> CodecCatalog:
-        """The models the installed `codec-encoder` task ships (its weights folder)."""
-        task = host.task("codec-encoder")
-        if task.default_model is None:
-            raise EdgeretError("the codec-encoder task ships no models; pass --models DIR")
-        return cls(task.default_model.parent)
-
-    def _file(self, entry: dict, key: str) -> tuple[Path, bytes]:
-        path = self.folder / entry[key]["file"]
-        want = bytes.fromhex(entry[key]["sha256"])
-        got = _sha_file(path)
-        if got is not None and got != want:  # a device bundle may hold only one of the graphs
-            raise InputError(path, f"file does not match the codec manifest (sha256 {got.hex()[:12]}…, "
-                                   f"expected {want.hex()[:12]}…)")
-        return path, want
-
-    def _load(self, entry: dict) -> CodecModel:
-        enc_path, enc_sha = self._file(entry, "encoder")
-        dec_path, dec_sha = self._file(entry, "decoder")
-        npz_path, _ = self._file(entry, "params")
-        with np.load(io.BytesIO(npz_path.read_bytes())) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        model = CodecModel(
-            name=entry["name"], modality=entry["modality"], variant=entry["variant"],
-            channels=int(entry["channels"]), latent_channels=tuple(int(c) for c in entry["latent_channels"]),
-            encoder_path=enc_path, decoder_path=dec_path, levels=entry.get("levels"),
-            description=entry.get("description", ""), default_rate=entry.get("default_rate"))
-        if model.modality not in MODALITY_CHANNELS or len(model.latent_channels) != 4:
-            raise ValueError(f"model {model.name}: bad modality or latent count")
-        for rate in entry["rates"]:
-            r = int(rate["index"])
-            tables = tuple(IntegerTable.from_bytes(arrays[f"table_{r}_{i}"].tobytes(), source=str(npz_path))
-                           for i in range(4))
-            gains = inv = None
-            if f"gain_{r}_0" in arrays:
-                gains = tuple(arrays[f"gain_{r}_{i}"].astype(np.float32) for i in range(4))
-                inv = tuple(arrays[f"inv_gain_{r}_{i}"].astype(np.float32) for i in range(4))
-            digest = rate_digest(enc_sha, dec_sha, gains, inv, tables)
-            if digest.hex() != rate["model_hash"]:
-                raise ValueError(f"rate {rate['id']}: its tables and gains do not give the recorded hash")
-            lo, hi = zip(*[(int(a), int(b)) for a, b in rate["symbol_range"]], strict=True)
-            model.rates.append(RatePoint(
-                id=rate["id"], index=r, model_hash=digest, tables=tables, lo=lo, hi=hi, gains=gains,
-                inv_gains=inv, nominal_bpp=float(rate["validation"]["bpp"]), model=model.name))
-        return model
-
-    # --- choosing a model ------------------------------------------------------------
-
-    def choose(self, modality: str, variant: str = "factorized",
-               rate: str | float | None = None) -> tuple[CodecModel, RatePoint]:
-        """The model of this modality and variant, and the rate point closest to ``rate``.
-
-        ``rate``: a target in bits per pixel (closest nominal bpp, in log scale),
-        a rate-point id (``oct-factorized-q4``, or ``q4`` for the chosen model), or
-        None (the model's default rate point: ``default_rate`` in the manifest,
-        else the middle one).
-        """
-        if isinstance(rate, str) and rate in self.rates:
-            model, point = self.rates[rate]
-            if model.modality != modality:
-                raise EdgeretError(f"rate point '{rate}' belongs to the {model.modality} codec, "
-                                   f"not {modality}")
-            return model, point
-        models = [m for m in self.models.values() if m.modality == modality and m.variant == variant]
-        if not models:
-            have = ", ".join(sorted(self.models)) or "none"
-            raise EdgeretError(f"no {variant} codec for {modality} images is installed (installed: {have})")
-        model = models[0]
-        points = sorted(model.rates, key=lambda p: p.nominal_bpp)
-        if rate is None:
-            return model, model.default_point()
-        short = {p.id.removeprefix(f"{model.name}-"): p for p in points}  # "q4" for this model's q4
-        if isinstance(rate, str) and rate in short:
-            return model, short[rate]
-        try:
-            target = float(rate)
-        except ValueError:
-            raise EdgeretError(f"--rate {rate!r} is neither bits per pixel nor a rate point "
-                               f"(known: {', '.join(sorted(self.rates))})") from None
-        if not target > 0 or not math.isfinite(target):
-            raise EdgeretError(f"--rate must be a positive number of bits per pixel, got {rate}")
-        return model, min(points, key=lambda p: abs(math.log(p.nominal_bpp / target)))
 
 
 # --- encode / decode ----------------------------------------------------------------------
@@ -367,13 +185,16 @@ class CodecSession:
         return [np.asarray(out[n], dtype=np.float32) for n in LATENT_NAMES]
 
     def encode(self, image: np.ndarray, model: CodecModel, rate: RatePoint, *,
-               source: str = "<array>") -> Encoded:
+               source: str = "<array>", scale: str | int = "auto") -> Encoded:
+        """Code one image; ``scale`` "auto" halves an oversampled one where the rate point allows."""
         image = image_for(model, image, source)
         bit_depth = 8 if image.dtype == np.uint8 else 16
         self._runner(model.encoder_path)  # load outside the timing
         start = time.perf_counter()
-        ys = self.latents(model, image, bit_depth)
-        return encode_latents(ys, image.shape, bit_depth, model, rate, start)
+        factor = coded_scale(image, model.allows_half_scale(rate), scale)
+        coded = downscale2(image) if factor == 2 else image
+        ys = self.latents(model, coded, bit_depth)
+        return encode_latents(ys, image.shape, bit_depth, model, rate, start, scale=factor)
 
     def lookup(self, header: Header, source: str, codec: str | None = None) -> tuple[CodecModel, RatePoint]:
         """The rate point that decodes this header (``codec`` forces one); wrong model -> error."""
@@ -400,10 +221,11 @@ class CodecSession:
         if header.height * header.width > MAX_DECODE_PIXELS:
             raise InputError(source, f"image {header.width}x{header.height} exceeds the decoder's limit "
                                      f"of {MAX_DECODE_PIXELS} pixels")
-        shapes = model.latent_shapes(header.height, header.width)
+        shapes = model.latent_shapes(header.height, header.width, header.scale)
         if [lat.shape for lat in header.latents] != shapes:
+            at = "" if header.scale == 1 else f" coded at 1/{header.scale}"
             raise InputError(source, f"latent shapes {[lat.shape for lat in header.latents]} do not fit a "
-                                     f"{header.width}x{header.height} image (expected {shapes})")
+                                     f"{header.width}x{header.height} image{at} (expected {shapes})")
         ids = [lat.table_id for lat in header.latents]
         if ids != [t.table_id for t in rate.tables]:
             raise InputError(source, f"entropy tables {ids} are not those of codec '{rate.id}'")
@@ -415,18 +237,23 @@ class CodecSession:
             symbols.append(q)
             feeds[LATENT_NAMES[i]] = dequantize(q, None if rate.inv_gains is None else rate.inv_gains[i])
         out = runner.run(feeds)
-        image = from_model_output(out["image"], header.height, header.width, header.bit_depth)
+        ch, cw = coded_size(header.height, header.width, header.scale)
+        image = from_model_output(out["image"], ch, cw, header.bit_depth)
+        if header.scale == 2:
+            image = upscale2(image, header.height, header.width)
         return Decoded(image, header, symbols, rate, time.perf_counter() - start)
 
 
 def encode_latents(ys: Sequence[np.ndarray], image_shape: Sequence[int], bit_depth: int, model: CodecModel,
-               rate: RatePoint, start: float | None = None) -> Encoded:
+                   rate: RatePoint, start: float | None = None, *, scale: int = 1) -> Encoded:
     """Quantize and entropy-code latents y0..y3 however they were computed (the plugin's ONNX encoder,
-    or an exported one from a device bundle: INT8, OpenVINO, LiteRT) into one stream's parts."""
+    or an exported one from a device bundle: INT8, OpenVINO, LiteRT) into one stream's parts.
+
+    ``image_shape`` is the original image's; ``scale`` 2 if the latents code it halved."""
     start = time.perf_counter() if start is None else start
     h, w = image_shape[:2]
     symbols, payloads, infos = [], [], []
-    for i, (y, shape) in enumerate(zip(ys, model.latent_shapes(h, w), strict=True)):
+    for i, (y, shape) in enumerate(zip(ys, model.latent_shapes(h, w, scale), strict=True)):
         if tuple(y.shape[1:]) != shape:
             raise EdgeretError(f"codec {model.name}: encoder output {LATENT_NAMES[i]} has shape "
                                f"{y.shape[1:]}, expected {shape}")
@@ -437,7 +264,7 @@ def encode_latents(ys: Sequence[np.ndarray], image_shape: Sequence[int], bit_dep
     seconds = time.perf_counter() - start
     header = Header(codec=rate.id, model_name=rate.model_name, model_hash=rate.model_hash,
                     height=h, width=w, channels=model.channels, bit_depth=bit_depth,
-                    modality=model.modality, latents=tuple(infos))
+                    modality=model.modality, latents=tuple(infos), scale=scale)
     return Encoded(header, payloads, symbols, model, rate, seconds)
 
 
@@ -451,4 +278,5 @@ def stream_stats(nbytes: int, header: Header) -> dict:
     raw = pixels * header.channels * header.bit_depth / 8
     return {"bytes": nbytes, "bpp": nbytes * 8 / pixels, "compression_ratio": raw / nbytes,
             "height": header.height, "width": header.width, "channels": header.channels,
-            "bit_depth": header.bit_depth, "modality": header.modality, "codec": header.codec}
+            "bit_depth": header.bit_depth, "modality": header.modality, "codec": header.codec,
+            "scale": header.scale}

@@ -116,7 +116,7 @@ def test_trailing_garbage():
 @pytest.mark.parametrize("mutate, words", [
     (lambda d: b"\x89PNG\r\n\x1a\n" + d[8:], "not an .ert bitstream"),
     (lambda d: b"", "empty"),
-    (lambda d: d[:8] + struct.pack("<H", 2) + d[10:], "unsupported .ert format version 2"),
+    (lambda d: d[:8] + struct.pack("<H", 3) + d[10:], "unsupported .ert format version 3"),
     (lambda d: restamp(d[:8] + struct.pack("<H", 9) + d[10:]), "unsupported .ert format version 9"),
     (lambda d: d[:20] + bytes([d[20] ^ 1]) + d[21:], "header CRC32 mismatch"),
     (lambda d: d[:-3] + bytes([d[-3] ^ 0x40]) + d[-2:], "chunk 1 CRC32 mismatch"),
@@ -209,6 +209,7 @@ def test_model_mismatch_names_both_models():
     (dict(modality="xray"), "modality"),
     (dict(latents=()), "0 latent tensors"),
     (dict(latents=(LatentInfo((1, 2, 3), "XYZ"),)), "table id"),
+    (dict(scale=3), "coding scale 3"),
 ])
 def test_encoder_rejects_invalid_headers(changes, words):
     with pytest.raises(ValueError, match=words):
@@ -255,3 +256,27 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
         write_ert(target, make_header(width=64), [b"new", b"bytes"])
     assert target.read_bytes() == data  # the old stream is intact
     assert [p.name for p in Path(tmp_path).iterdir()] == ["scan.ert"]  # no temp file left
+
+
+def test_half_scale_streams_are_version_2_and_full_scale_ones_stay_version_1():
+    """Readers of version 1 keep reading every full-scale stream; only a halved image needs version 2."""
+    payloads = [b"main", b"skip"]
+    full = encode_stream(make_header(), payloads)
+    half = encode_stream(make_header(scale=2), payloads)
+    assert struct.unpack_from("<H", full, 8)[0] == 1 and struct.unpack_from("<H", half, 8)[0] == 2
+    assert len(half) == len(full) + 1  # one byte: the scale
+    header, got = decode_stream(half)
+    assert header.scale == 2 and header == make_header(scale=2) and got == payloads
+    assert decode_stream(full)[0].scale == 1
+
+
+def test_version_2_corruption_is_caught():
+    header = make_header(scale=2)
+    data = encode_stream(header, [b"main latent bytes" * 3, b"skip"])
+    for n in range(len(data)):
+        with pytest.raises(InputError):
+            decode_stream(data[:n])
+    at = image_fields_offset(header) + 12  # the scale byte follows the image fields
+    assert data[at] == 2
+    with pytest.raises(InputError, match="coding scale 7 is not one of"):
+        decode_stream(restamp(data[:at] + bytes([7]) + data[at + 1:]), source="crafted.ert")

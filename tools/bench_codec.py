@@ -134,23 +134,31 @@ def describe_cr(c: dict) -> str:
 
 
 def ours_points(session: CodecSession, catalog: CodecCatalog, images, modality: str, progress) -> dict:
+    """Our curves as the device codes (scale "auto"); a model that may halve oversampled images at its
+    low rate points also gets its full-scale-only curve, so the effect is seen side by side."""
     curves = {}
     for model in catalog.models.values():
         if model.modality != modality:
             continue
-        points = []
-        for rate in sorted(model.rates, key=lambda r: r.nominal_bpp):
-            rows = []
-            for image in images:
-                enc = session.encode(image, model, rate)
-                data = encode_stream(enc.header, enc.payloads)
-                dec = session.decode_bytes(data)
-                rows.append(measure(image, dec.image, len(data)))
-            points.append({"setting": rate.id, **average(rows)})
-            progress(f"  ours {rate.id}: {points[-1]['bpp']:.4f} bpp, MS-SSIM {points[-1]['ms_ssim']:.4f}, "
-                     f"PSNR {points[-1]['psnr']:.2f}")
         label = f"ours {model.variant}"
-        curves[label] = {"model": model.name, "points": points}
+        runs = [(label, "auto")]
+        if model.half_scale_through:
+            runs.append((f"{label} (full scale only)", 1))
+        for name, scale in runs:
+            points = []
+            for rate in sorted(model.rates, key=lambda r: r.nominal_bpp):
+                rows, halved = [], 0
+                for image in images:
+                    enc = session.encode(image, model, rate, scale=scale)
+                    halved += enc.header.scale == 2
+                    data = encode_stream(enc.header, enc.payloads)
+                    dec = session.decode_bytes(data)
+                    rows.append(measure(image, dec.image, len(data)))
+                points.append({"setting": rate.id, **average(rows), "coded_at_half_scale": halved})
+                progress(f"  {name} {rate.id}: {points[-1]['bpp']:.4f} bpp, MS-SSIM "
+                         f"{points[-1]['ms_ssim']:.4f}, PSNR {points[-1]['psnr']:.2f}, "
+                         f"{halved}/{len(images)} at half scale")
+            curves[name] = {"model": model.name, "points": points}
     return curves
 
 
@@ -237,6 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer images and settings (a smoke run)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for ONNX Runtime (ours), the classical codecs and OpenCV (default 1)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS_DIR,
+                        help="codec weights folder to measure (default: the shipped one)")
     parser.add_argument("--timing-only", action="store_true",
                         help="only the 512x512 encode/decode timing; writes codec-timing.{json,md}")
     args = parser.parse_args(argv)
@@ -252,7 +262,7 @@ def main(argv=None) -> int:
     n = 2 if args.quick else args.n
     host = Host()
     backend = host.backend("onnxruntime")
-    catalog = CodecCatalog(WEIGHTS_DIR)
+    catalog = CodecCatalog(args.weights)
     session = CodecSession(catalog, backend, threads=args.threads)
     progress(f"threads: {args.threads} (ONNX Runtime intra-op, classical codecs, OpenCV)")
     if args.timing_only:

@@ -34,8 +34,6 @@ from edgeret.metrics import binary_report, quadratic_weighted_kappa
 from edgeret.reporting import markdown_table, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNDUS_RATES = ("q0", "q1", "q2", "q3", "q4", "q5", "q6")
-OCT_RATES = ("q0", "q1", "q2", "q3", "q4", "q5")
 REFERABLE_FROM, POOR = 2, 2
 # The rule that sets each codec's default upload rate (declared before the q4 and q6 figures were seen):
 # the lowest rate point whose decoded images the hub grades as it grades the originals -- every decision
@@ -67,12 +65,18 @@ def run_task(session, image: np.ndarray) -> dict[str, np.ndarray]:
     return session.runner.run(task.preprocess(image, task))
 
 
-def codec_versions(codec: CodecSession, modality: str, rates: tuple[str, ...], image: np.ndarray):
+def rate_points(codec: CodecSession, modality: str) -> list:
+    """Every rate point of the modality's factorized codec, lowest rate first."""
+    model = next(m for m in codec.catalog.models.values()
+                 if m.modality == modality and m.variant == "factorized")
+    return [(model, rate) for rate in sorted(model.rates, key=lambda r: r.nominal_bpp)]
+
+
+def codec_versions(codec: CodecSession, modality: str, image: np.ndarray):
     """(rate id, bpp, decoded image) per rate point: the stream the agent sends, decoded as the hub does."""
     from edgeret.bitstream import encode_stream
 
-    for suffix in rates:
-        model, rate = codec.catalog.choose(modality, "factorized", f"{modality}-factorized-{suffix}")
+    for model, rate in rate_points(codec, modality):
         encoded = codec.encode(image, model, rate)
         data = encode_stream(encoded.header, encoded.payloads)
         decoded = codec.decode_bytes(data)
@@ -80,13 +84,13 @@ def codec_versions(codec: CodecSession, modality: str, rates: tuple[str, ...], i
 
 
 def predictions(session, codec: CodecSession, folder: Path, rows: list[dict[str, str]], modality: str,
-                rates: tuple[str, ...], decide) -> dict[str, dict[str, list]]:
+                decide) -> dict[str, dict[str, list]]:
     """version -> {decision name -> one value per image, "bpp" -> ...}; ``decide(outputs)`` -> decisions."""
     raw_bpp = 24.0 if modality == "fundus" else 8.0
     preds: dict[str, dict[str, list]] = {}
     for i, r in enumerate(rows):
         image = read_image(folder / r["image"])
-        versions = [("original", raw_bpp, image), *codec_versions(codec, modality, rates, image)]
+        versions = [("original", raw_bpp, image), *codec_versions(codec, modality, image)]
         for name, bpp, version in versions:
             p = preds.setdefault(name, {"bpp": []})
             p["bpp"].append(bpp)
@@ -104,7 +108,7 @@ def fundus_rows(host, codec, backend, folder: Path, n: int, dr_model: Path | Non
     rows = labelled(folder, n)
     truth = np.array([int(r["dr_grade"]) for r in rows])
     quality = np.array([int(r["quality"]) for r in rows])
-    preds = predictions(session, codec, folder, rows, "fundus", FUNDUS_RATES, lambda out: {
+    preds = predictions(session, codec, folder, rows, "fundus", lambda out: {
         "grade": int(np.argmax(out["dr_probs"])), "retake": int(np.argmax(out["quality_probs"])) == POOR})
     graded = truth >= 0
     base = {k: np.array(v) for k, v in preds["original"].items()}
@@ -132,7 +136,7 @@ def oct_rows(host, codec, backend, folder: Path, n: int) -> list[dict]:
     session = TaskSession(host.task("quality-oct"), backend, threads=1)
     rows = labelled(folder, n)
     truth = np.array([int(r["quality"]) for r in rows])
-    preds = predictions(session, codec, folder, rows, "oct", OCT_RATES,
+    preds = predictions(session, codec, folder, rows, "oct",
                         lambda out: {"grade": int(np.argmax(out["grade_probs"]))})
     base = np.array(preds["original"]["grade"])
     return [{"version": name, "bpp": float(np.mean(p["bpp"])),
@@ -166,20 +170,28 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--dr-model", type=Path, help="dr-grade ONNX to test (default: the shipped one)")
     parser.add_argument("--skip-oct", action="store_true", help="fundus / DR only")
+    parser.add_argument("--skip-fundus", action="store_true", help="OCT only")
+    parser.add_argument("--codec-weights", type=Path,
+                        help="a codec weights folder to judge (a candidate; default: the shipped codecs)")
     args = parser.parse_args()
     host = get_host()
     backend = host.backend("onnxruntime")
-    codec = CodecSession(CodecCatalog.of_plugin(host), backend, threads=1)
+    catalog = CodecCatalog(args.codec_weights) if args.codec_weights else CodecCatalog.of_plugin(host)
+    codec = CodecSession(catalog, backend, threads=1)
     start = time.perf_counter()
-    fundus = fundus_rows(host, codec, backend, ensure_data(args.fundus_data, "fundus"), args.n, args.dr_model)
+    fundus_data = None if args.skip_fundus else ensure_data(args.fundus_data, "fundus")
+    fundus = fundus_rows(host, codec, backend, fundus_data, args.n, args.dr_model) if fundus_data else []
     octs = [] if args.skip_oct else oct_rows(host, codec, backend, ensure_data(args.oct_data, "oct"), args.n)
     ms_ssim = validation_ms_ssim(codec)
-    picks = {"fundus": rule_pick(fundus, "kappa", ("same_referable", "same_retake"), ms_ssim),
+    same = ("same_referable", "same_retake")
+    picks = {"fundus": rule_pick(fundus, "kappa", same, ms_ssim) if fundus else None,
              "oct": rule_pick(octs, "accuracy", ("same_grade",), ms_ssim) if octs else None}
     pct = "{:.1%}".format
     md = ["# Grading after the learned codec: does the hub see what the camera saw?", "",
           f"`python tools/bench_grading_after_codec.py --n {args.n}"
-          + (f" --dr-model {args.dr_model}" if args.dr_model else "") + f"`: the first {args.n} images of "
+          + (f" --dr-model {args.dr_model}" if args.dr_model else "")
+          + (f" --codec-weights {args.codec_weights}" if args.codec_weights else "")
+          + f"`: the first {args.n} images of "
           f"{args.fundus_data.name} and {args.oct_data.name}, each encoded at every listed rate point, "
           "decoded and graded again on ONNX Runtime (as the agent and hub do). 'same' = the decision on "
           "the decoded image equals the one on the original. Synthetic phantoms: not clinical evidence.",

@@ -36,6 +36,9 @@ def configure_encode(parser: argparse.ArgumentParser) -> None:
                         help="learned factorized prior (several rates) or the seed paper's L=7 quantizer")
     parser.add_argument("--modality", choices=["auto", "oct", "fundus"], default="auto",
                         help="auto: grayscale is OCT, colour is fundus")
+    parser.add_argument("--scale", choices=["auto", "1", "2"], default="auto",
+                        help="code at full (1) or half (2) resolution; auto: half for an oversampled image "
+                             "at the codec's lowest rate points (docs/bitstream.md)")
     parser.add_argument("--bundle", type=Path,
                         help="encode with this exported bundle's codec-encoder (e.g. INT8) on its device's "
                              "backend, as the camera does; the image must have the profile's size")
@@ -78,7 +81,8 @@ def bundle_encoder(args: argparse.Namespace):
 def _describe(stats: dict) -> str:
     return (f"{stats['bytes']} bytes, {stats['width']}x{stats['height']}x{stats['channels']} "
             f"{stats['bit_depth']}-bit {stats['modality']}, {stats['bpp']:.4f} bpp, "
-            f"compression ratio {stats['compression_ratio']:.1f}:1, codec {stats['codec']}")
+            f"compression ratio {stats['compression_ratio']:.1f}:1, codec {stats['codec']}"
+            + (f", coded at 1/{stats['scale']} resolution" if stats["scale"] != 1 else ""))
 
 
 def run_encode(args: argparse.Namespace) -> int:
@@ -97,7 +101,8 @@ def run_encode(args: argparse.Namespace) -> int:
         session, backend = codec_session(args)
         modality = modality_of(image, args.modality)
         model, rate = session.catalog.choose(modality, args.variant, args.rate)
-        encoded, backend_name = session.encode(image, model, rate, source=str(args.image)), backend.name
+        encoded = session.encode(image, model, rate, source=str(args.image), scale=args.scale)
+        backend_name = backend.name
     nbytes = len(encode_stream(encoded.header, encoded.payloads))
     write_ert(args.output, encoded.header, encoded.payloads)
     stats = {**stream_stats(nbytes, encoded.header), "output": str(args.output), "backend": backend_name,
@@ -111,7 +116,7 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def _encode_with_bundle(args: argparse.Namespace, image):
     encoder = bundle_encoder(args)
-    encoded = encoder.encode(image, encoder.rate(args.rate), source=str(args.image))
+    encoded = encoder.encode(image, encoder.rate(args.rate), source=str(args.image), scale=args.scale)
     return encoded, f"{encoder.backend} ({encoder.precision} bundle)"
 
 

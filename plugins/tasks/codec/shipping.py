@@ -381,6 +381,7 @@ def export_codec(model: Codec, name: str, meta: dict, weights_dir: Path = WEIGHT
         "parameters": {"encoder": count_params(model.encoder), "decoder": count_params(model.decoder)},
         "rates": rates, "training": meta, "output_layer_refit": out_refit,
         "default_rate": f"{name}-{spec.default_rate}" if spec.default_rate else None,
+        "half_scale_through": f"{name}-{spec.half_scale_through}" if spec.half_scale_through else None,
     }
     manifest_path = weights_dir / MANIFEST
     manifest = {"format": 1, "models": []}

@@ -40,6 +40,11 @@ class Spec:
     # the rate point uploads use unless told otherwise ("q6"); None: the middle one. Set by the rule in
     # tools/bench_grading_after_codec.py: the lowest point the hub grades like the original
     default_rate: str | None = None
+    # the highest rate point at which an oversampled image is coded at half resolution
+    # (edgeret.codec_scale); None: never. Set from tools/tune_half_scale.py on up-sampled phantoms and
+    # photographs (never the benchmark's retina): the highest point whose half-scale stream beats the
+    # full-scale curve at equal bits
+    half_scale_through: str | None = None
 
 
 SPECS: dict[str, Spec] = {
@@ -57,6 +62,7 @@ SPECS: dict[str, Spec] = {
         "fundus", CodecConfig(3, "factorized", latents=(32, 16, 8, 4),
                               lambdas=(2.0, 8.0, 32.0, 128.0, 512.0)),
         n_images=240, patches_per_image=8, epochs=5, extrapolate_low=(1.0, 1.0), default_rate="q6",
+        half_scale_through="q4",
         description="same skeleton, learned factorized prior, 5 trained rate points + 2 extrapolated, "
                     "fundus"),
 }
