@@ -70,6 +70,15 @@ def test_rgb_round_trip_and_tags() -> None:
     assert pixels.shape == (31, 45, 3) and np.array_equal(pixels, img)
     assert ds.Modality == "OP" and ds.PhotometricInterpretation == "RGB"
     assert ds.SamplesPerPixel == 3 and ds.PlanarConfiguration == 0 and ds.BitsStored == 8
+    assert "half resolution" not in ds.DerivationDescription
+
+
+def test_a_half_scale_capture_says_so_in_its_derivation() -> None:
+    img = RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    _, ds = read_capture_dicom(capture_to_dicom(img, capture_id=new_id(), modality="fundus", bit_depth=8,
+                                                coded_scale=2))
+    assert ds.DerivationDescription.endswith("coded at half resolution, up-sampled by the hub")
+    assert len(ds.DerivationDescription) <= 1024  # the ST value limit
 
 
 def test_findings_patient_and_provenance_tags() -> None:

@@ -334,6 +334,32 @@ def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
     assert _record(store, capture_id)["patient"]["patient_id"] == "CAM-7"
 
 
+def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_full_size(tmp_path):
+    """The real scikit-image photograph at q2: halved on the device, doubled back at the hub."""
+    from skimage import data as skdata
+
+    from edgeret.imageio import read_image, write_image
+
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    inbox.mkdir()
+    write_image(inbox / "photo.png", np.ascontiguousarray(skdata.retina()[352:1056, 352:1056]))
+    capture_id = _sha(inbox / "photo.png")
+    hub = start_hub(store)
+    try:
+        proc = run_cli("agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub", hub.url,
+                       "--once", "--settle", "0", "--rate", "q2")
+    finally:
+        hub.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stream = store / "streams" / f"{capture_id}.ert"
+    assert int.from_bytes(stream.read_bytes()[8:10], "little") == 2  # .ert version 2: halved
+    ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
+    assert ds.pixel_array.shape == (704, 704, 3)
+    assert "coded at half resolution" in ds.DerivationDescription
+    run_cli("decode", str(stream), "-o", str(tmp_path / "back.png"), check=True)
+    np.testing.assert_array_equal(ds.pixel_array, read_image(tmp_path / "back.png"))
+
+
 def test_several_cameras_at_once_and_the_same_capture_twice_at_once(tmp_path):
     """A hub serves clinics in parallel; two simultaneous uploads of one capture store it once."""
     import threading

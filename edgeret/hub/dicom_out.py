@@ -130,8 +130,11 @@ def capture_to_dicom(
     findings: Mapping[str, Any] | None = None,
     patient: Mapping[str, str] | None = None,
     acquired: datetime | None = None,
+    coded_scale: int = 1,
 ) -> bytes:
-    """DICOM Part-10 bytes (explicit VR little endian, uncompressed Secondary Capture) for one capture."""
+    """DICOM Part-10 bytes (explicit VR little endian, uncompressed Secondary Capture) for one capture.
+
+    ``coded_scale`` 2: the stream coded the image at half resolution (the derivation says so)."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be 'oct' or 'fundus', got {modality!r}")
     spp, photometric, bits_allocated = _pixel_layout(image, bit_depth)
@@ -174,7 +177,8 @@ def capture_to_dicom(
     if findings:
         ds.ImageComments = findings_summary(findings)
     ds.BurnedInAnnotation = "NO"
-    ds.DerivationDescription = DERIVATION
+    ds.DerivationDescription = DERIVATION + (
+        "; coded at half resolution, up-sampled by the hub" if coded_scale == 2 else "")
     ds.LossyImageCompression = "01"  # the learned codec discarded information
 
     rows, cols = image.shape[:2]
