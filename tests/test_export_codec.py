@@ -145,3 +145,22 @@ def test_bundle_encoder_refuses_other_sizes_and_tampered_bundles(bundles, tmp_pa
     code, _, err = cli("encode", str(tmp_path / "scan.png"), "-o", str(tmp_path / "x.ert"),
                        "--bundle", str(copy))
     assert code == 2 and "sha256 does not match" in err and not (tmp_path / "x.ert").exists()
+
+
+def test_a_bundle_encoder_codes_an_image_twice_its_size_at_half_scale(bundles, tmp_path):
+    """The profile's graph is 512x512; a 1024x1024 capture can still go, halved (forced: OCT never
+    halves on its own)."""
+    from edgeret.imageio import read_image, write_image
+
+    big = fit_to_input(generate_oct(FRESH + 9, quality="good").image, (1024, 1024))
+    write_image(tmp_path / "big.png", big)
+    code, out, err = cli("encode", str(tmp_path / "big.png"), "-o", str(tmp_path / "big.ert"),
+                         "--bundle", str(bundles["x86-cpu"]), "--scale", "2")
+    assert code == 0, err
+    assert "coded at 1/2 resolution" in out
+    assert cli("decode", str(tmp_path / "big.ert"), "-o", str(tmp_path / "back.png"))[0] == 0
+    assert read_image(tmp_path / "back.png").shape == (1024, 1024)
+    write_image(tmp_path / "odd.png", big[:, :1000])
+    code, _, err = cli("encode", str(tmp_path / "odd.png"), "-o", str(tmp_path / "odd.ert"),
+                       "--bundle", str(bundles["x86-cpu"]), "--scale", "2")
+    assert code == 2 and "(halved: 500x512)" in err and not (tmp_path / "odd.ert").exists()
