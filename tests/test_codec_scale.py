@@ -77,9 +77,10 @@ def test_high_rates_and_detailed_images_stay_full_scale(session, retina):
     assert session.encode(retina, model, q6).header.scale == 1  # above half_scale_through
     from edgeret_plugins.tasks.codec.specs import phantom
 
-    oct_image = phantom("oct", 100_000)[0]
+    oct_image = phantom("oct", 100_000)[0]  # speckle to the last pixel: not oversampled
     oct_model, oct_q0 = catalog.choose("oct", "factorized", "q0")
-    assert session.encode(oct_image, oct_model, oct_q0).header.scale == 1  # OCT: never allowed
+    assert oct_model.allows_half_scale(oct_q0) and resample_psnr(oct_image) < OVERSAMPLED_DB
+    assert session.encode(oct_image, oct_model, oct_q0).header.scale == 1
 
 
 def test_header_scale_that_does_not_fit_the_latents_is_refused(session, retina):

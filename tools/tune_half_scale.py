@@ -10,10 +10,14 @@ size with OpenCV's bicubic (a different interpolator from the codec's own
 codes every image at full scale and at half scale (``--scale 1`` / ``2``); a
 half-scale point *pays* when its mean MS-SSIM beats the full-scale curve's at the
 same mean bits (log-rate interpolation), or when it sits below the full-scale
-curve's lowest rate at all (a lower rate than full scale can reach). The pick is
-the highest rate point up to which every point pays: the model's
+curve's lowest rate at all (a lower rate than full scale can reach). Only tuning
+images that ``--scale auto`` would halve count (halving and doubling costs less
+than ``OVERSAMPLED_DB``); the others are listed and dropped. The pick is the
+highest rate point up to which every point pays, but never the model's top or
+default rate point: the best quality the codec has, and the one the hub's
+grading was validated at, stay at full resolution. It is the model's
 ``half_scale_through`` (``plugins/tasks/codec/specs.py``). Writes
-benchmarks/half-scale.{json,md}.
+benchmarks/half-scale-<modality>.{json,md}.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeret.bitstream import encode_stream  # noqa: E402
 from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
-from edgeret.codec_scale import resample_psnr  # noqa: E402
+from edgeret.codec_scale import OVERSAMPLED_DB, resample_psnr  # noqa: E402
 from edgeret.host import Host  # noqa: E402
 from edgeret.reporting import markdown_table, write_report  # noqa: E402
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
@@ -67,7 +71,7 @@ def curve(session: CodecSession, model, images, scale: int) -> list[dict]:
     return points
 
 
-def pick(full: list[dict], half: list[dict]) -> tuple[str | None, list[dict]]:
+def pick(full: list[dict], half: list[dict], keep_full: set[str]) -> tuple[str | None, list[dict]]:
     log_bpp = np.log([p["bpp"] for p in full])
     rows, through = [], None
     for p in half:
@@ -77,7 +81,7 @@ def pick(full: list[dict], half: list[dict]) -> tuple[str | None, list[dict]]:
             full_q = float(np.interp(np.log(p["bpp"]), log_bpp, [q["ms_ssim"] for q in full]))
             pays = p["ms_ssim"] > full_q
         rows.append({**p, "full_scale_ms_ssim_at_same_bpp": full_q, "pays": pays})
-        if pays and through == (rows[-2]["rate"] if len(rows) > 1 else None):
+        if pays and p["rate"] not in keep_full and through == (rows[-2]["rate"] if len(rows) > 1 else None):
             through = p["rate"]
     return through, rows
 
@@ -92,16 +96,24 @@ def main(argv=None) -> int:
     session = CodecSession(CodecCatalog(args.weights), Host().backend("onnxruntime"), threads=1)
     model = next(m for m in session.catalog.models.values()
                  if m.modality == args.modality and m.variant == "factorized")
-    images = tuning_images(args.modality, args.n)
-    oversampling = [round(resample_psnr(im), 1) for im in images]
-    print(f"{len(images)} tuning images, halve-and-double PSNR {oversampling} dB", flush=True)
+    candidates = tuning_images(args.modality, args.n)
+    measured = [round(resample_psnr(im), 1) for im in candidates]
+    images = [im for im, db in zip(candidates, measured, strict=True) if db >= OVERSAMPLED_DB]
+    oversampling = [db for db in measured if db >= OVERSAMPLED_DB]
+    dropped = [db for db in measured if db < OVERSAMPLED_DB]
+    print(f"{len(images)} tuning images, halve-and-double PSNR {oversampling} dB; dropped (not "
+          f"oversampled): {dropped}", flush=True)
     full, half = curve(session, model, images, 1), curve(session, model, images, 2)
-    through, rows = pick(full, half)
+    points = sorted(model.rates, key=lambda r: r.nominal_bpp)
+    keep_full = {points[-1].id, model.default_point().id}
+    through, rows = pick(full, half, keep_full)
     md = ["# Half-resolution coding: where it pays (sets `half_scale_through`)", "",
           f"`python tools/tune_half_scale.py --modality {args.modality} --n {args.n}`: {len(images)} "
           f"oversampled tuning images (held-out phantoms from seed {TUNE_SEED}"
           + (" and scikit-image photographs, no retina" if args.modality == "fundus" else "")
-          + f", each doubled with bicubic; halve-and-double PSNR {oversampling} dB), model {model.name}.",
+          + f", each doubled with bicubic; halve-and-double PSNR {oversampling} dB; not oversampled "
+          f"by the {OVERSAMPLED_DB:g} dB test and dropped: {dropped} dB), model {model.name}. The top and "
+          f"default rate points ({', '.join(sorted(keep_full))}) stay at full resolution.",
           "", markdown_table(
               ["rate point", "full bpp", "full MS-SSIM", "half bpp", "half MS-SSIM",
                "full-scale curve at the half's bpp", "half pays"],
@@ -110,8 +122,9 @@ def main(argv=None) -> int:
                 else f"{h['full_scale_ms_ssim_at_same_bpp']:.4f}", "yes" if h["pays"] else "no"]
                for f, h in zip(full, rows, strict=True)]),
           "", f"Pick: half scale pays through **{through}**.", ""]
-    write_report(args.out, "half-scale", {"model": model.name, "images": len(images),
-                                          "halve_and_double_psnr_db": oversampling, "full": full,
+    write_report(args.out, f"half-scale-{args.modality}", {"model": model.name, "images": len(images),
+                                          "halve_and_double_psnr_db": oversampling, "dropped_db": dropped,
+                                          "full": full,
                                           "half": rows, "half_scale_through": through}, "\n".join(md))
     print("\n".join(md))
     return 0

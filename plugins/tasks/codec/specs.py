@@ -43,7 +43,7 @@ class Spec:
     # the highest rate point at which an oversampled image is coded at half resolution
     # (edgeret.codec_scale); None: never. Set from tools/tune_half_scale.py on up-sampled phantoms and
     # photographs (never the benchmark's retina): the highest point whose half-scale stream beats the
-    # full-scale curve at equal bits
+    # full-scale curve at equal bits, below the top and the default point
     half_scale_through: str | None = None
 
 
@@ -54,6 +54,7 @@ SPECS: dict[str, Spec] = {
     "oct-factorized": Spec(
         "oct", CodecConfig(1, "factorized", latents=(32, 16, 8, 4), lambdas=(1.0, 4.0, 16.0, 64.0, 256.0)),
         n_images=240, patches_per_image=8, epochs=5, extrapolate_low=(1.0,), default_rate="q3",
+        half_scale_through="q2",
         description="same skeleton, learned factorized prior, 5 trained rate points + 1 extrapolated, OCT"),
     "fundus-paper": Spec(
         "fundus", CodecConfig(3, "paper", latents=(16, 4, 2, 1)), n_images=200, patches_per_image=6,
