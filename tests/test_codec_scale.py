@@ -101,3 +101,12 @@ def test_cli_encode_scale_and_decode_to_the_original_size(tmp_path, capsys, reti
     assert "coded at 1/2 resolution" in capsys.readouterr().out
     assert edgeret(["decode", str(tmp_path / "a.ert"), "-o", str(tmp_path / "a.png")]) == 0
     assert read_image(tmp_path / "a.png").shape == (300, 410, 3)
+
+
+def test_the_agent_halves_only_captures_its_quality_model_graded_good():
+    from edgeret.agent.capture import scale_for_quality
+
+    assert scale_for_quality({"task": "quality-fundus", "quality": "good"}) == "auto"
+    assert scale_for_quality({"task": "quality-fundus", "quality": "usable"}) == 1
+    assert scale_for_quality({"task": "quality-oct", "grade": "poor"}) == 1
+    assert scale_for_quality({"task": None}) == "auto"  # no quality model on the device

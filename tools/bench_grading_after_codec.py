@@ -5,7 +5,8 @@
 The hub grades what it decoded, not what the camera saw, so a programme choosing
 a rate needs to know what compression does to the grades. For each rate point of
 the shipped factorized codecs, every held-out image is encoded, decoded (ONNX
-Runtime, exactly as `edgeret agent` and `edgeret serve` do) and graded again:
+Runtime, exactly as `edgeret agent` and `edgeret serve` do: a capture the device's own
+quality model grades good may be coded at half resolution, others never) and graded again:
 
 * fundus: `dr-grade` (quadratic weighted kappa against the truth on gradable
   images, referable sensitivity / specificity, retakes), and how often the grade,
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeret.agent.capture import scale_for_quality
 from edgeret.cli import main as edgeret
 from edgeret.codec_io import CodecCatalog, CodecSession
 from edgeret.host import get_host
@@ -72,25 +74,27 @@ def rate_points(codec: CodecSession, modality: str) -> list:
     return [(model, rate) for rate in sorted(model.rates, key=lambda r: r.nominal_bpp)]
 
 
-def codec_versions(codec: CodecSession, modality: str, image: np.ndarray):
+def codec_versions(codec: CodecSession, modality: str, image: np.ndarray, scale: str | int):
     """(rate id, bpp, decoded image) per rate point: the stream the agent sends, decoded as the hub does."""
     from edgeret.bitstream import encode_stream
 
     for model, rate in rate_points(codec, modality):
-        encoded = codec.encode(image, model, rate)
+        encoded = codec.encode(image, model, rate, scale=scale)
         data = encode_stream(encoded.header, encoded.payloads)
         decoded = codec.decode_bytes(data)
         yield rate.id, len(data) * 8 / (image.shape[0] * image.shape[1]), decoded.image
 
 
 def predictions(session, codec: CodecSession, folder: Path, rows: list[dict[str, str]], modality: str,
-                decide) -> dict[str, dict[str, list]]:
+                decide, device_grader) -> dict[str, dict[str, list]]:
     """version -> {decision name -> one value per image, "bpp" -> ...}; ``decide(outputs)`` -> decisions."""
     raw_bpp = 24.0 if modality == "fundus" else 8.0
     preds: dict[str, dict[str, list]] = {}
     for i, r in enumerate(rows):
         image = read_image(folder / r["image"])
-        versions = [("original", raw_bpp, image), *codec_versions(codec, modality, image)]
+        # the agent's rule: only a capture its own quality model graded good may be halved
+        scale = scale_for_quality(device_grader.grade(image, modality, r["image"]))
+        versions = [("original", raw_bpp, image), *codec_versions(codec, modality, image, scale)]
         for name, bpp, version in versions:
             p = preds.setdefault(name, {"bpp": []})
             p["bpp"].append(bpp)
@@ -101,6 +105,14 @@ def predictions(session, codec: CodecSession, folder: Path, rows: list[dict[str,
     return preds
 
 
+def device_grader(host, backend):
+    """The camera's own quality models (what decides whether the agent may halve a capture)."""
+    from edgeret.grading import Grader
+    from edgeret.upload_protocol import DEVICE_TASKS
+
+    return Grader(host, backend, DEVICE_TASKS, threads=1)
+
+
 def fundus_rows(host, codec, backend, folder: Path, n: int, dr_model: Path | None = None) -> list[dict]:
     from edgeret.inference import TaskSession
 
@@ -109,7 +121,8 @@ def fundus_rows(host, codec, backend, folder: Path, n: int, dr_model: Path | Non
     truth = np.array([int(r["dr_grade"]) for r in rows])
     quality = np.array([int(r["quality"]) for r in rows])
     preds = predictions(session, codec, folder, rows, "fundus", lambda out: {
-        "grade": int(np.argmax(out["dr_probs"])), "retake": int(np.argmax(out["quality_probs"])) == POOR})
+        "grade": int(np.argmax(out["dr_probs"])), "retake": int(np.argmax(out["quality_probs"])) == POOR},
+        device_grader(host, backend))
     graded = truth >= 0
     base = {k: np.array(v) for k, v in preds["original"].items()}
     table = []
@@ -137,7 +150,8 @@ def oct_rows(host, codec, backend, folder: Path, n: int) -> list[dict]:
     rows = labelled(folder, n)
     truth = np.array([int(r["quality"]) for r in rows])
     preds = predictions(session, codec, folder, rows, "oct",
-                        lambda out: {"grade": int(np.argmax(out["grade_probs"]))})
+                        lambda out: {"grade": int(np.argmax(out["grade_probs"]))},
+                        device_grader(host, backend))
     base = np.array(preds["original"]["grade"])
     return [{"version": name, "bpp": float(np.mean(p["bpp"])),
              "accuracy": float((np.array(p["grade"]) == truth).mean()),

@@ -85,15 +85,26 @@ def read_sidecar(path: Path, data: bytes) -> dict[str, str]:
     return data
 
 
+def scale_for_quality(quality: dict[str, Any]) -> str | int:
+    """The codec's ``scale`` for a capture the device graded: "auto" for a good one, else 1.
+
+    A blurred capture is oversampled too, but the hub grades its quality again on the decoded image:
+    it must see the camera's blur, not the blur plus a halving (benchmarks/grading-after-codec.md).
+    """
+    if quality.get("task") is None:  # no quality model on this device
+        return "auto"
+    return "auto" if quality.get("quality", quality.get("grade")) == "good" else 1
+
+
 class PluginCodec:
     """The codec plugin's own ONNX encoders, one per modality, on the device's backend."""
 
     def __init__(self, session: CodecSession, rate: str | float | None = None) -> None:
         self.session, self.rate = session, rate
 
-    def encode(self, image: np.ndarray, modality: str, source: str) -> Encoded:
+    def encode(self, image: np.ndarray, modality: str, source: str, scale: str | int = "auto") -> Encoded:
         model, rate = self.session.catalog.choose(modality, "factorized", self.rate)
-        return self.session.encode(image, model, rate, source=source)
+        return self.session.encode(image, model, rate, source=source, scale=scale)
 
 
 class BundleCodec:
@@ -102,11 +113,11 @@ class BundleCodec:
     def __init__(self, encoder: BundleEncoder, rate: str | float | None = None) -> None:
         self.encoder, self.point = encoder, encoder.rate(rate)
 
-    def encode(self, image: np.ndarray, modality: str, source: str) -> Encoded:
+    def encode(self, image: np.ndarray, modality: str, source: str, scale: str | int = "auto") -> Encoded:
         if modality != self.encoder.model.modality:
             raise InputError(source, f"is a {modality} image; the bundle's encoder ({self.encoder.root}) "
                                      f"codes {self.encoder.model.modality} images")
-        return self.encoder.encode(image, self.point, source=source)
+        return self.encoder.encode(image, self.point, source=source, scale=scale)
 
 
 class CaptureProcessor:
@@ -125,7 +136,7 @@ class CaptureProcessor:
                                    "per file")
         modality = modality_of(image)
         quality = self.grader.grade(image, modality, str(path))
-        encoded = self.codec.encode(image, modality, str(path))
+        encoded = self.codec.encode(image, modality, str(path), scale_for_quality(quality))
         stream = encode_stream(encoded.header, encoded.payloads)
         meta = {"source_name": path.name, "device": self.device, "modality": modality,
                 "captured_at": path.stat().st_mtime, "encoded_at": time.time(),
