@@ -334,8 +334,11 @@ def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
     assert _record(store, capture_id)["patient"]["patient_id"] == "CAM-7"
 
 
-def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_full_size(tmp_path):
-    """The real scikit-image photograph at q2: halved on the device, doubled back at the hub."""
+@pytest.mark.parametrize("extra, version", [((), 2), (("--full-scale",), 1)])
+def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_full_size(tmp_path, extra,
+                                                                                        version):
+    """The real scikit-image photograph at q2: halved on the device, doubled back at the hub (unless the
+    agent runs with --full-scale)."""
     from skimage import data as skdata
 
     from edgeret.imageio import read_image, write_image
@@ -347,15 +350,15 @@ def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_fu
     hub = start_hub(store)
     try:
         proc = run_cli("agent", "--inbox", str(inbox), "--spool", str(tmp_path / "spool"), "--hub", hub.url,
-                       "--once", "--settle", "0", "--rate", "q2")
+                       "--once", "--settle", "0", "--rate", "q2", *extra)
     finally:
         hub.stop()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stream = store / "streams" / f"{capture_id}.ert"
-    assert int.from_bytes(stream.read_bytes()[8:10], "little") == 2  # .ert version 2: halved
+    assert int.from_bytes(stream.read_bytes()[8:10], "little") == version  # .ert version 2: halved
     ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
     assert ds.pixel_array.shape == (704, 704, 3)
-    assert "coded at half resolution" in ds.DerivationDescription
+    assert ("coded at half resolution" in ds.DerivationDescription) == (version == 2)
     run_cli("decode", str(stream), "-o", str(tmp_path / "back.png"), check=True)
     np.testing.assert_array_equal(ds.pixel_array, read_image(tmp_path / "back.png"))
 

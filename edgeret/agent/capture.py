@@ -123,8 +123,10 @@ class BundleCodec:
 class CaptureProcessor:
     """Quality-grade and encode captures on the device (no torch)."""
 
-    def __init__(self, codec: PluginCodec | BundleCodec, grader: Grader, *, device: str = "") -> None:
+    def __init__(self, codec: PluginCodec | BundleCodec, grader: Grader, *, device: str = "",
+                 half_scale: bool = True) -> None:
         self.codec, self.grader, self.device = codec, grader, device
+        self.half_scale = half_scale  # False: never code a capture at half resolution
 
     def prepare(self, path: Path) -> Prepared:
         data = _read_capture(path)
@@ -136,7 +138,8 @@ class CaptureProcessor:
                                    "per file")
         modality = modality_of(image)
         quality = self.grader.grade(image, modality, str(path))
-        encoded = self.codec.encode(image, modality, str(path), scale_for_quality(quality))
+        scale = scale_for_quality(quality) if self.half_scale else 1
+        encoded = self.codec.encode(image, modality, str(path), scale)
         stream = encode_stream(encoded.header, encoded.payloads)
         meta = {"source_name": path.name, "device": self.device, "modality": modality,
                 "captured_at": path.stat().st_mtime, "encoded_at": time.time(),
