@@ -32,7 +32,7 @@ from edgeret.errors import EdgeretError, InputError
 
 MAGIC = b"\x89ERT\r\n\x1a\n"
 FORMAT_VERSION = 2  # the newest this edgeret writes and reads; a full-scale stream is still written as 1
-READ_VERSIONS = (1, 2)
+READ_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 BITSTREAM = "<bitstream>"
 
 MAX_SIDE = 16384  # image height and width

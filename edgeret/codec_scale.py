@@ -25,7 +25,6 @@ import math
 import numpy as np
 
 OVERSAMPLED_DB = 45.0  # halving + doubling must cost less than this (PSNR) for half-scale coding
-SCALES = (1, 2)
 
 # Keys' cubic, a = -0.5, for output pixels a quarter low-res pixel before / after a low-res centre
 _EVEN = (-0.0234375, 0.2265625, 0.8671875, -0.0703125)  # taps i-2 .. i+1

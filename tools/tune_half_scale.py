@@ -73,7 +73,7 @@ def curve(session: CodecSession, model, images, scale: int) -> list[dict]:
 
 def pick(full: list[dict], half: list[dict], keep_full: set[str]) -> tuple[str | None, list[dict]]:
     log_bpp = np.log([p["bpp"] for p in full])
-    rows, through = [], None
+    rows = []
     for p in half:
         if np.log(p["bpp"]) < log_bpp[0]:
             full_q, pays = None, True
@@ -81,8 +81,11 @@ def pick(full: list[dict], half: list[dict], keep_full: set[str]) -> tuple[str |
             full_q = float(np.interp(np.log(p["bpp"]), log_bpp, [q["ms_ssim"] for q in full]))
             pays = p["ms_ssim"] > full_q
         rows.append({**p, "full_scale_ms_ssim_at_same_bpp": full_q, "pays": pays})
-        if pays and p["rate"] not in keep_full and through == (rows[-2]["rate"] if len(rows) > 1 else None):
-            through = p["rate"]
+    through = None
+    for row in rows:  # lowest rate first: stop at the first point that does not pay or stays full
+        if not row["pays"] or row["rate"] in keep_full:
+            break
+        through = row["rate"]
     return through, rows
 
 
