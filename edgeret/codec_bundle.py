@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.bundle import BundleError, check_hashes, load_manifest, pick_backend
+from edgeret.bundle import BundleError, check_hashes, load_manifest
+from edgeret.bundle_verify import pick_backend
 from edgeret.codec_io import (
     LATENT_NAMES,
     CodecCatalog,

@@ -9,6 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(what: BaseException | str, limit: int = 200) -> str:
+    """An exception's message (or any text) squeezed onto one line for an error message."""
+    text = " ".join(str(what).split())
+    text = text[:limit] + "..." if len(text) > limit else text
+    return text or (type(what).__name__ if isinstance(what, BaseException) else "")
+
+
 class EdgeretError(Exception):
     """A problem the user can fix (bad input, bad configuration, unknown name)."""
 

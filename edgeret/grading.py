@@ -29,7 +29,8 @@ class Grader:
     def from_bundle(cls, host, root: Path, tasks: Mapping[str, str], *, backend: str | None = None,
                     threads: int | None = None) -> Grader:
         """The bundle's exported models (e.g. INT8 on LiteRT), for the tasks the bundle holds."""
-        from edgeret.bundle import check_hashes, load_manifest, pick_backend
+        from edgeret.bundle import check_hashes, load_manifest
+        from edgeret.bundle_verify import pick_backend
 
         manifest = load_manifest(root)
         check_hashes(root, manifest)  # a tampered model never grades a patient

@@ -15,17 +15,15 @@ file and, where known, the detected format. Conventions:
 
 from __future__ import annotations
 
-import io
 import math
 import struct
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgeret.atomic import write_bytes_atomic
-from edgeret.errors import InputError
+from edgeret.errors import InputError, one_line
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
 ARRAY = "<array>"  # the "path" named in errors about in-memory arrays
@@ -97,7 +95,9 @@ def read_image(path: str | Path, *, expect: str | None = None,
     if fmt is None:
         raise InputError(p, _unknown_content(p, data))
     if fmt == "DICOM":
-        arr, volume = _read_dicom(p, data, max_pixels)
+        from edgeret.imageio_dicom import read_dicom
+
+        arr, volume = read_dicom(p, data, max_pixels)
     else:
         arr, volume = _read_raster(p, data, fmt, max_pixels)
     return _apply_expect(p, arr, expect, fmt, volume)
@@ -138,7 +138,7 @@ def _limit_text(max_pixels: int) -> str:
     return f"{side}x{side}" if side * side == max_pixels else f"{max_pixels}-pixel"
 
 
-def _check_dims(p: Path, w: int, h: int, max_pixels: int, frames: int = 1) -> None:
+def check_dims(p: Path, w: int, h: int, max_pixels: int, frames: int = 1) -> None:
     if w <= 0 or h <= 0:
         raise InputError(p, f"image is {w}x{h}")
     if w * h * frames > max_pixels:
@@ -233,16 +233,16 @@ def _read_raster(p: Path, data: bytes, fmt: str, max_pixels: int) -> tuple[np.nd
     if fmt == "PNG":
         w, h, colour = _png_header(p, data)
         gray_png = colour in (0, 4)  # cv2 expands gray+alpha to BGRA
-        _check_dims(p, w, h, max_pixels)
+        check_dims(p, w, h, max_pixels)
     elif fmt == "JPEG":
         w, h = _jpeg_header(p, data)
         if h:  # height 0 means "defined later" (DNL): checked after decoding
-            _check_dims(p, w, h, max_pixels)
+            check_dims(p, w, h, max_pixels)
     else:
         pages = _tiff_pages(p, data)
         for tags in pages:
             if 256 in tags and 257 in tags:
-                _check_dims(p, tags[256][0], tags[257][0], max_pixels, len(pages))
+                check_dims(p, tags[256][0], tags[257][0], max_pixels, len(pages))
             offsets, counts = tags.get(273, tags.get(324, [])), tags.get(279, tags.get(325, []))
             if any(o + c > len(data) for o, c in zip(offsets, counts, strict=False)):
                 raise InputError(p, "truncated TIFF (image data runs past the end of the file)")
@@ -262,7 +262,7 @@ def _read_raster(p: Path, data: bytes, fmt: str, max_pixels: int) -> tuple[np.nd
     frames = [_to_rgb(p, fmt, f, gray_png) for f in frames]
     if len(frames) == 1:
         arr = frames[0]
-        _check_dims(p, arr.shape[1], arr.shape[0], max_pixels)
+        check_dims(p, arr.shape[1], arr.shape[0], max_pixels)
         return arr, False
     shapes = {(f.shape, f.dtype.str) for f in frames}
     if len(shapes) > 1:
@@ -306,79 +306,6 @@ def _apply_expect(p: Path, arr: np.ndarray, expect: str | None, fmt: str,
     return arr
 
 
-# --- DICOM -----------------------------------------------------------------------------
-
-def _read_dicom(p: Path, data: bytes, max_pixels: int) -> tuple[np.ndarray, bool]:
-    try:
-        import pydicom
-        from pydicom.uid import UID
-    except ImportError:
-        raise InputError(p, "reading DICOM needs the 'dicom' extra: "
-                            "pip install 'edgeret[dicom]'") from None
-    try:
-        with warnings.catch_warnings():  # pydicom warns about every oddity it repairs
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data))
-        if len(ds) == 0:
-            raise InputError(p, "truncated DICOM (nothing after the file meta header)")
-        sop = UID(str(ds.get("SOPClassUID", "")))
-        kind = sop.name if sop else "no SOP class"
-        if "PixelData" not in ds:
-            floaty = "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-            raise InputError(p, f"DICOM ({kind}) has floating-point pixel data; only 8- and "
-                                "16-bit integer images are supported" if floaty
-                                else f"DICOM ({kind}) has no pixel data")
-        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        spp, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 0) or 0)
-        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-    except InputError:
-        raise
-    except Exception as e:  # pydicom raises many types for damaged headers
-        raise InputError(p, f"corrupt DICOM ({_one_line(e)})") from None
-    _check_dims(p, cols, rows, max_pixels, frames)
-    if bits not in (8, 16):
-        raise InputError(p, f"DICOM ({kind}) has {bits}-bit pixels; only 8 and 16 are supported")
-    if spp not in (1, 3):
-        raise InputError(p, f"{bits}-bit DICOM has {spp} channels, expected 1 or 3")
-    if photometric.startswith("YBR") and int(pydicom.__version__.split(".")[0]) < 3:
-        raise InputError(p, f"DICOM colour space {photometric} needs pydicom>=3 to convert to RGB")
-    ts = ds.file_meta.get("TransferSyntaxUID", None)
-    expected = rows * cols * frames * spp * bits // 8
-    if ts is not None and not ts.is_compressed and len(ds.PixelData) < expected:
-        raise InputError(p, f"truncated DICOM (pixel data has {len(ds.PixelData)} of "
-                            f"{expected} bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = ds.pixel_array  # pydicom>=3 converts YBR to RGB
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
-            arr = apply_color_lut(arr, ds)
-    except Exception as e:
-        name = getattr(ts, "name", "unknown transfer syntax")
-        raise InputError(p, f"cannot decode DICOM pixel data ({name}): {_one_line(e)}") from None
-    arr = np.asarray(arr)
-    if arr.dtype.kind == "i":  # signed storage of non-negative values is lossless to keep
-        if arr.size and arr.min() < 0:
-            raise InputError(p, "DICOM has negative (signed) pixel values; unsupported")
-        arr = arr.astype(np.uint8 if arr.itemsize == 1 else np.uint16)
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise InputError(p, f"DICOM has {arr.dtype} pixels; only 8- and 16-bit are supported")
-    if photometric == "MONOCHROME1":  # 0 = white: invert to the usual convention
-        arr = (2 ** int(ds.get("BitsStored", bits)) - 1 - arr).astype(arr.dtype)
-    colour = arr.shape[-1] == 3 and arr.ndim == (4 if frames > 1 else 3)
-    want = (frames,) * (frames > 1) + (rows, cols) + (3,) * colour
-    if arr.shape != want:
-        raise InputError(p, f"DICOM pixel data has shape {arr.shape}, header says {want}")
-    return np.ascontiguousarray(arr), frames > 1
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return (text[:200] + "...") if len(text) > 200 else (text or type(e).__name__)
-
-
 # --- writing ---------------------------------------------------------------------------
 
 _WRITE_EXT = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -414,7 +341,7 @@ def write_image(path: str | Path, array: np.ndarray, *, jpeg_quality: int = 95) 
     try:
         ok, encoded = cv2.imencode(p.suffix.lower(), bgr, params)
     except cv2.error as e:
-        raise InputError(p, f"cannot encode {fmt}: {_one_line(e)}") from None
+        raise InputError(p, f"cannot encode {fmt}: {one_line(e)}") from None
     if not ok:
         raise InputError(p, f"cannot encode {fmt} (OpenCV refused the array)")
     return write_bytes_atomic(p, encoded.tobytes())

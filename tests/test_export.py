@@ -468,7 +468,7 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
     import torch
 
     from edgeret import hookimpl
-    from edgeret.bundle import verify_bundle
+    from edgeret.bundle_verify import verify_bundle
     from edgeret.export.pipeline import ExportRequest, export_bundle
     from edgeret.host import Host
 

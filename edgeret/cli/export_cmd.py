@@ -146,7 +146,7 @@ def configure_verify(parser: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edgeret.bundle import verify_bundle
+    from edgeret.bundle_verify import verify_bundle
 
     report = verify_bundle(args.bundle, args.host.backends(), backend=args.backend,
                            tasks=_names(args.tasks), threads=args.threads)

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeret.bundle import check_hashes, load_golden, load_manifest, pick_backend
+from edgeret.bundle import check_hashes, load_golden, load_manifest
+from edgeret.bundle_verify import pick_backend
 from edgeret.errors import EdgeretError
 
 # (label, runtime, precision): what --compare runs, in this order

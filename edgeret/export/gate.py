@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.bundle import mean_psnr
+from edgeret.bundle_verify import mean_psnr
 from edgeret.errors import EdgeretError
 from edgeret.progress import Progress
 from edgeret.registrations import TaskPlugin

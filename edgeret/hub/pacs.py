@@ -17,6 +17,8 @@ import urllib.request
 import uuid
 from typing import Any
 
+from edgeret.errors import one_line
+
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
@@ -33,11 +35,6 @@ class PacsError(Exception):
         self.problem = problem
         self.transient = transient  # True: worth retrying later; False: a retry gets the same answer
         super().__init__(f"PACS {url}: {problem}")
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text[:limit] + "..." if len(text) > limit else text
 
 
 def _seq(obj: Any, tag: str) -> list[Any]:
@@ -66,13 +63,13 @@ def _error_detail(raw: bytes) -> str:
     try:
         answer = json.loads(text)
     except ValueError:
-        return _one_line(text)
+        return one_line(text)
     if isinstance(answer, dict) and FAILED_SOP_SEQUENCE in answer:
         failed = _seq(answer, FAILED_SOP_SEQUENCE)
         # Orthanc 1.10 answers a file it cannot parse with 400 and two empty sequences.
         return f"instance refused (failure reason {_reasons(failed)})" if failed else "no instance stored"
     message = answer.get("Message") if isinstance(answer, dict) else None
-    return _one_line(str(message) if message else text)
+    return one_line(str(message) if message else text)
 
 
 class StowClient:
@@ -116,19 +113,19 @@ class StowClient:
             reason = e.reason
             # A certificate that does not verify stays wrong; refused/reset/DNS/unreachable may recover.
             transient = not isinstance(reason, ssl.SSLCertVerificationError)
-            text = _one_line(str(getattr(reason, "strerror", None) or reason))
+            text = one_line(str(getattr(reason, "strerror", None) or reason))
             raise PacsError(self.base_url, f"cannot reach ({text})", transient=transient) from None
         except TimeoutError:  # raised while waiting for or reading the answer
             raise PacsError(self.base_url, f"no answer within {self.timeout:g} s", transient=True) from None
         except (OSError, http.client.HTTPException) as e:  # reset, or the connection dropped mid-answer
-            what = _one_line(str(e)) or type(e).__name__
+            what = one_line(str(e)) or type(e).__name__
             raise PacsError(self.base_url, f"connection failed ({what})", transient=True) from None
 
     def _json(self, raw: bytes, what: str) -> Any:
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            detail = _one_line(raw[:200].decode("utf-8", "replace")) or "empty body"
+            detail = one_line(raw[:200].decode("utf-8", "replace")) or "empty body"
             raise PacsError(self.base_url, f"{what}: answer is not DICOM JSON ({detail})",
                             transient=False) from None
 
