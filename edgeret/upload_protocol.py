@@ -41,15 +41,16 @@ def check_capture_id(capture_id: str) -> str:
     return capture_id
 
 
-def wait_for_hub(url: str, timeout: float = 30.0) -> bool:
-    """True once ``GET url/v1/health`` answers (a hub just started takes a moment), False at timeout."""
+def wait_for_hub(url: str, timeout: float = 30.0, tls=None) -> bool:
+    """True once ``GET url/v1/health`` answers (a hub just started takes a moment), False at timeout;
+    ``tls``: the ``ssl.SSLContext`` that verifies an https:// hub."""
     import time
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(f"{url.rstrip('/')}/v1/health", timeout=1).read()
+            urllib.request.urlopen(f"{url.rstrip('/')}/v1/health", timeout=1, context=tls).read()
             return True
         except OSError:
             if time.monotonic() > deadline:

@@ -14,9 +14,10 @@ from edgeret.hub.app import build_hub
 from edgeret.upload_protocol import HUB_TASKS
 
 
-def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None):
-    """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``); ``.stop()`` after.
-    Its log lines are kept in ``.lines`` unless ``log`` is given."""
+def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
+              tls=None):
+    """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``, HTTPS with ``tls``);
+    ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given."""
     from edgeret.hub.pacs import StowClient
     from edgeret.retry import Backoff
 
@@ -26,7 +27,8 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
     lines: list[str] = []
     server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
                        pacs=StowClient(pacs, timeout=10) if pacs else None, token=token,
-                       log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5).start()
+                       log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5,
+                       tls=tls).start()
     server.lines = lines
     return server
 
@@ -50,7 +52,7 @@ def write_captures(inbox: Path, n_fundus: int = 1, n_oct: int = 1, seed: int = 0
 
 
 def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, retry_first: float = 0.05,
-               threads: int = 1):
+               threads: int = 1, tls=None):
     """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines; also used by
     tools/bench_upload.py)."""
     from edgeret.agent.agent import Agent
@@ -66,7 +68,16 @@ def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, 
     processor = CaptureProcessor(PluginCodec(codec), Grader(host, backend, DEVICE_TASKS, threads=threads),
                                  device="test-camera")
     lines: list[str] = []
-    agent = Agent(inbox, Spool(spool), processor, Uploader(hub_url, timeout=timeout), settle=0.0,
+    agent = Agent(inbox, Spool(spool), processor, Uploader(hub_url, timeout=timeout, tls=tls), settle=0.0,
                   backoff=Backoff(first=retry_first, cap=0.5), log=lines.append)
     agent.lines = lines
     return agent
+
+
+def one_spooled_scan(tmp_path: Path):
+    """An OCT capture graded, encoded and spooled by the agent (not uploaded)."""
+    write_captures(tmp_path / "inbox", n_fundus=0, n_oct=1)
+    agent = make_agent(tmp_path / "inbox", tmp_path / "spool", "http://127.0.0.1:1")
+    agent.ingest()
+    (item,) = agent.spool.pending()
+    return item

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from hub_helpers import make_agent, start_hub, write_captures
+from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
 from net_faults import FaultyProxy, free_port
 
 from edgeret.agent.upload import Uploader
@@ -44,15 +44,6 @@ def _agent_once_to_a_fresh_hub(inbox: Path, spool: Path, store: Path):
                        "--once", "--settle", "0")
     finally:
         hub.stop()
-
-
-def _one_spooled_scan(tmp_path: Path):
-    """An OCT capture graded, encoded and spooled by the agent (not uploaded)."""
-    write_captures(tmp_path / "inbox", n_fundus=0, n_oct=1)
-    agent = make_agent(tmp_path / "inbox", tmp_path / "spool", "http://127.0.0.1:1")
-    agent.ingest()
-    (item,) = agent.spool.pending()
-    return item
 
 
 def test_agent_cli_delivers_every_capture_and_the_hub_decodes_exactly(tmp_path):
@@ -86,7 +77,7 @@ def test_agent_cli_delivers_every_capture_and_the_hub_decodes_exactly(tmp_path):
 
 def test_the_same_capture_twice_is_stored_once_and_a_different_stream_under_its_id_is_refused(tmp_path):
     store = tmp_path / "store"
-    item = _one_spooled_scan(tmp_path)
+    item = one_spooled_scan(tmp_path)
     hub = start_hub(store)
     try:
         uploader = Uploader(hub.url)
@@ -105,7 +96,7 @@ def test_the_same_capture_twice_is_stored_once_and_a_different_stream_under_its_
 
 def test_damaged_streams_are_refused_with_a_reason_and_leave_nothing_in_the_store(tmp_path):
     store = tmp_path / "store"
-    item = _one_spooled_scan(tmp_path)
+    item = one_spooled_scan(tmp_path)
     good = item.read_stream()
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x40

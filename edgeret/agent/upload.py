@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import json
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,15 +47,22 @@ def hub_address(url: str) -> tuple[str, str, int, str]:
 class Uploader:
     """One hub; a fresh connection per upload, so a half-dead socket never lingers."""
 
-    def __init__(self, hub_url: str, *, timeout: float = 30.0, token: str | None = None) -> None:
+    def __init__(self, hub_url: str, *, timeout: float = 30.0, token: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: how an https:// hub is verified (``edgeret.tls.client_context``; default: the
+        system's certificate authorities)."""
         self.url = hub_url.rstrip("/")
         self.scheme, self.host, self.port, self.prefix = hub_address(hub_url)
+        if tls is not None and self.scheme != "https":
+            raise EdgeretError(f"--hub {hub_url!r}: a CA file is for https:// hubs; this one is plain http")
         self.timeout = timeout
         self.token = token
+        self.tls = tls
 
     def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.timeout)
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def send(self, capture_id: str, stream: bytes, meta: dict[str, Any]) -> Outcome:
         digest = hashlib.sha256(stream).hexdigest()
@@ -92,6 +100,9 @@ def _classify(status: int, body: bytes, digest: str, url: str) -> Outcome:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        hint = "" if "mismatch" in str(e.verify_message) else "; give its CA with --ca-file"
+        return f"TLS: the hub's certificate does not verify ({e.verify_message}){hint}"
     if isinstance(e, socket.timeout | TimeoutError):
         return "no answer before the timeout"
     if isinstance(e, ConnectionRefusedError):

@@ -50,6 +50,12 @@ def _token_option(parser: argparse.ArgumentParser) -> None:
                              "networks)")
 
 
+def _tls_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
+                        help="serve HTTPS with this certificate (chain), PEM; needs --tls-key")
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key, PEM")
+
+
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="codec weights folder (default: the codec plugin's)")
     parser.add_argument("--backend", help="backend name (default: the device's first available)")
@@ -81,6 +87,9 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
                         help="stop taking captures from the inbox while the spool's disk has less free")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub's answer")
     _token_option(parser)
+    parser.add_argument("--ca-file", type=Path, metavar="PEM",
+                        help="https:// hub: trust this CA (or the hub's self-signed certificate), PEM "
+                             "(default: the system's certificate authorities)")
     _task_map_option(parser, "--quality", DEVICE_TASKS, "the task that grades each capture on the device")
     parser.add_argument("--retry-first", type=float, default=1.0,
                         help="first retry delay in seconds (doubles up to --retry-cap)")
@@ -95,8 +104,10 @@ def run_agent(args: argparse.Namespace) -> int:
     from edgeret.agent.upload import Uploader
     from edgeret.grading import Grader
     from edgeret.retry import Backoff
+    from edgeret.tls import client_context
 
-    uploader = Uploader(args.hub, timeout=args.timeout, token=read_token(args.token_file))
+    tls = client_context(args.ca_file) if args.ca_file else None
+    uploader = Uploader(args.hub, timeout=args.timeout, token=read_token(args.token_file), tls=tls)
     if args.bundle is not None:
         codec, grader, runs_on = _from_bundle(args)
     else:
@@ -134,6 +145,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
     _token_option(parser)
+    _tls_server_options(parser)
     _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
@@ -147,7 +159,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from edgeret.host import import_optional
     from edgeret.hub.app import build_hub
     from edgeret.hub.pacs import StowClient
+    from edgeret.tls import check_pair, server_context
 
+    check_pair(args.tls_cert, args.tls_key)
+    tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     import_optional("pydicom", "dicom")
     codec, backend = codec_session(args)
     client = None
@@ -161,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
     grader = Grader(args.host, backend, tasks, threads=args.threads)
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
-                           token=read_token(args.token_file), log=_say)
+                           token=read_token(args.token_file), log=_say, tls=tls)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()

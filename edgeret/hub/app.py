@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,16 +19,16 @@ from edgeret.upload_protocol import DEFAULT_PORT
 def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bind: str = "127.0.0.1",
               port: int = DEFAULT_PORT, pacs: StowClient | None = None, token: str | None = None,
               log: Callable[[str], None] = print, backoff: Backoff | None = None,
-              poll: float = 5.0) -> HubServer:
+              poll: float = 5.0, tls: ssl.SSLContext | None = None) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
-    stops with the server (``stop`` / ``close``)."""
+    stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS."""
     from edgeret.hub.forwarder import PacsForwarder
 
     store = HubStore(store_dir)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
-    server = HubServer(intake, bind, port, log=log, token=token,
+    server = HubServer(intake, bind, port, log=log, token=token, tls=tls,
                        on_stop=forwarder.stop if forwarder else lambda: None)
     if forwarder:
         forwarder.start(poll)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgeret.bitstream import MAX_STREAM
+from edgeret.errors import one_line
 from edgeret.hub.intake import Intake, Refused
 from edgeret.upload_protocol import CAPTURE_ID, CAPTURE_PATH, DEFAULT_PORT, META_HEADER, SHA_HEADER
 
@@ -22,22 +24,30 @@ SOCKET_TIMEOUT = 60.0  # a camera that stops sending mid-body must not hold a th
 
 
 class HubServer:
-    """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread."""
+    """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread.
+
+    With ``tls`` (``edgeret.tls.server_context``) it serves HTTPS only."""
 
     def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                  log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         attrs = {"intake": intake, "log": staticmethod(log), "token": token}
         handler = type("HubHandler", (_Handler,), attrs)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        self.scheme = "https" if tls else "http"
+        if tls:
+            # the handshake runs in the connection's own thread (see _Handler.handle), under its socket
+            # timeout: a client that connects and says nothing must not stall the accept loop
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
+                                                do_handshake_on_connect=False)
         self.intake, self.on_stop = intake, on_stop
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def serve_forever(self) -> None:
         self.httpd.serve_forever()
@@ -65,6 +75,15 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SOCKET_TIMEOUT
     protocol_version = "HTTP/1.1"
     server_version = "edgeret-hub"
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as e:  # plain HTTP, an untrusted client, a silent one
+                self.log(f"hub: TLS handshake with {self.client_address[0]} failed: {one_line(e)}")
+                return
+        super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per capture comes from do_PUT instead of one per request
