@@ -15,7 +15,7 @@ from edgeret.upload_protocol import HUB_TASKS
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
-              tls=None):
+              tls=None, cameras: Path | None = None):
     """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``, HTTPS with ``tls``);
     ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given."""
     from edgeret.hub.pacs import StowClient
@@ -28,7 +28,7 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
     server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
                        pacs=StowClient(pacs, timeout=10) if pacs else None, token=token,
                        log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5,
-                       tls=tls).start()
+                       tls=tls, cameras=cameras).start()
     server.lines = lines
     return server
 

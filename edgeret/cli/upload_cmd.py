@@ -145,6 +145,9 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
     _token_option(parser)
+    parser.add_argument("--cameras", type=Path, metavar="FILE",
+                        help="per-camera tokens instead of one shared one: 'NAME TOKEN' per line; each "
+                             "capture's record and DICOM name the camera; a deleted line revokes it at once")
     _tls_server_options(parser)
     _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
@@ -176,13 +179,14 @@ def run_serve(args: argparse.Namespace) -> int:
     grader = Grader(args.host, backend, tasks, threads=args.threads)
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
-                           token=read_token(args.token_file), log=_say, tls=tls)
+                           token=read_token(args.token_file), log=_say, tls=tls, cameras=args.cameras)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()
     threading.Thread(target=lambda: (stop.wait(), server.httpd.shutdown()), daemon=True).start()
     _say(f"hub: listening on {server.url}, store {args.store}, {backend.name}"
-         + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS"))
+         + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS")
+         + (f", cameras: {', '.join(server.cameras.names)}" if server.cameras else ""))
     server.serve_forever()
     server.close()
     return 0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeret.codec_io import CodecSession
+from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
 from edgeret.hub.intake import Intake
 from edgeret.hub.pacs import StowClient
@@ -19,16 +20,23 @@ from edgeret.upload_protocol import DEFAULT_PORT
 def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bind: str = "127.0.0.1",
               port: int = DEFAULT_PORT, pacs: StowClient | None = None, token: str | None = None,
               log: Callable[[str], None] = print, backoff: Backoff | None = None,
-              poll: float = 5.0, tls: ssl.SSLContext | None = None) -> HubServer:
+              poll: float = 5.0, tls: ssl.SSLContext | None = None,
+              cameras: str | Path | None = None) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
-    stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS."""
+    stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS; ``cameras``: a file of
+    per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``."""
+    from edgeret.hub.cameras import CameraKeys
     from edgeret.hub.forwarder import PacsForwarder
 
+    if cameras is not None and token is not None:
+        raise EdgeretError("give either per-camera tokens (--cameras) or one shared token (--token-file or "
+                           "$EDGERET_HUB_TOKEN), not both")
+    keys = CameraKeys(cameras, log=log) if cameras is not None else None
     store = HubStore(store_dir)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
-    server = HubServer(intake, bind, port, log=log, token=token, tls=tls,
+    server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys,
                        on_stop=forwarder.stop if forwarder else lambda: None)
     if forwarder:
         forwarder.start(poll)

@@ -131,10 +131,12 @@ def capture_to_dicom(
     patient: Mapping[str, str] | None = None,
     acquired: datetime | None = None,
     coded_scale: int = 1,
+    station: str | None = None,
 ) -> bytes:
     """DICOM Part-10 bytes (explicit VR little endian, uncompressed Secondary Capture) for one capture.
 
-    ``coded_scale`` 2: the stream coded the image at half resolution (the derivation says so)."""
+    ``coded_scale`` 2: the stream coded the image at half resolution (the derivation says so);
+    ``station``: the authenticated camera's name (StationName, at most 16 characters)."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be 'oct' or 'fundus', got {modality!r}")
     spp, photometric, bits_allocated = _pixel_layout(image, bit_depth)
@@ -164,6 +166,10 @@ def capture_to_dicom(
     ds.Modality = MODALITIES[modality]
     ds.ConversionType = "WSD"  # workstation: the hub made this image, no modality did
     ds.Manufacturer, ds.SoftwareVersions = "edgeret", str(getattr(edgeret, "__version__", "unknown"))
+    if station:
+        if len(station) > 16:
+            raise ValueError(f"station name {station!r} is longer than DICOM's 16 characters")
+        ds.StationName = station
     ds.StudyDescription = patient.get("study_description", "")
     ds.SeriesDescription = f"edgeret hub: {modality}"
     ds.PatientName = patient.get("patient_name", "Anonymous")

@@ -35,8 +35,9 @@ class Intake:
         self._lock = threading.Lock()  # decoding is CPU-bound; one at a time keeps latency predictable
 
     def receive(self, capture_id: str, stream: bytes, claimed_sha: str,
-                meta: dict[str, Any]) -> tuple[int, dict]:
-        """(HTTP status, JSON answer) for a complete upload; raises Refused."""
+                meta: dict[str, Any], camera: str | None = None) -> tuple[int, dict]:
+        """(HTTP status, JSON answer) for a complete upload; raises Refused. ``camera``: the name the
+        sender authenticated as (per-camera tokens), kept in the record and the DICOM."""
         if not CAPTURE_ID.match(capture_id):
             raise Refused(400, f"capture id {capture_id!r} is not 64 lowercase hex digits")
         digest = hashlib.sha256(stream).hexdigest()
@@ -49,12 +50,13 @@ class Intake:
                 if known["stream_sha256"] != digest:
                     raise Refused(409, f"capture {capture_id[:12]} is already stored with a different stream")
                 return 200, _answer(known, "already stored")
-            record = self._process(capture_id, stream, digest, meta)
+            record = self._process(capture_id, stream, digest, meta, camera)
             self.store.commit(capture_id, stream, record.pop("_dicom"), record, forward=self.forward)
         self.on_commit(capture_id)
         return 201, _answer(record, "stored")
 
-    def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any]) -> dict[str, Any]:
+    def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any],
+                 camera: str | None) -> dict[str, Any]:
         source = f"capture {capture_id[:12]} ({meta.get('source_name', 'unnamed')})"
         try:
             decoded = self.codec.decode_bytes(stream, source=source)
@@ -70,13 +72,14 @@ class Intake:
         try:
             dicom = capture_to_dicom(decoded.image, capture_id=capture_id, modality=modality,
                                      bit_depth=decoded.header.bit_depth, findings=findings, patient=patient,
-                                     acquired=acquired, coded_scale=decoded.header.scale)
+                                     acquired=acquired, coded_scale=decoded.header.scale, station=camera)
         except ValueError as exc:  # the camera's patient fields (too long, bad laterality...)
             raise Refused(422, f"{source}: cannot write DICOM: {exc}") from None
         study_uid, _, sop_uid = capture_uids(capture_id)  # the ones capture_to_dicom wrote
         return {
             "capture_id": capture_id, "stream_sha256": digest, "received_at": time.time(),
-            "source_name": meta.get("source_name"), "device": meta.get("device"), "modality": modality,
+            "source_name": meta.get("source_name"), "device": meta.get("device"), "camera": camera,
+            "modality": modality,
             "device_quality": meta.get("device_quality"), "findings": findings, "patient": patient,
             "stream": stream_stats(len(stream), decoded.header),
             "decode_ms": round(decoded.seconds * 1000, 2),

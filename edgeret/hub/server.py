@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeret.bitstream import MAX_STREAM
 from edgeret.errors import one_line
+from edgeret.hub.cameras import CameraKeys
 from edgeret.hub.intake import Intake, Refused
 from edgeret.upload_protocol import CAPTURE_ID, CAPTURE_PATH, DEFAULT_PORT, META_HEADER, SHA_HEADER
 
@@ -26,12 +27,14 @@ SOCKET_TIMEOUT = 60.0  # a camera that stops sending mid-body must not hold a th
 class HubServer:
     """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread.
 
-    With ``tls`` (``edgeret.tls.server_context``) it serves HTTPS only."""
+    With ``tls`` (``edgeret.tls.server_context``) it serves HTTPS only; with ``cameras`` each camera
+    has its own token and is named in its captures' records (else ``token``: one shared secret)."""
 
     def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                  log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None,
-                 token: str | None = None, tls: ssl.SSLContext | None = None) -> None:
-        attrs = {"intake": intake, "log": staticmethod(log), "token": token}
+                 token: str | None = None, tls: ssl.SSLContext | None = None,
+                 cameras: CameraKeys | None = None) -> None:
+        attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras}
         handler = type("HubHandler", (_Handler,), attrs)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -41,7 +44,7 @@ class HubServer:
             # timeout: a client that connects and says nothing must not stall the accept loop
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
                                                 do_handshake_on_connect=False)
-        self.intake, self.on_stop = intake, on_stop
+        self.intake, self.on_stop, self.cameras = intake, on_stop, cameras
         self._thread: threading.Thread | None = None
 
     @property
@@ -72,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
     intake: Intake
     log: Callable[[str], None]
     token: str | None = None  # when set, every request must carry "Authorization: Bearer <token>"
+    cameras: CameraKeys | None = None  # per-camera tokens instead
+    camera: str | None = None  # the camera this request authenticated as
     timeout = SOCKET_TIMEOUT
     protocol_version = "HTTP/1.1"
     server_version = "edgeret-hub"
@@ -97,10 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _authorised(self) -> bool:
-        if not self.token:
-            return True
         given = self.headers.get("Authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+        if self.cameras is not None:
+            self.camera = self.cameras.identify(given)
+            if self.camera is not None:
+                return True
+        elif not self.token or hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
             return True
         self._refuse(401, "missing or wrong hub token (Authorization: Bearer ...)")
         return False
@@ -148,7 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, f"header {META_HEADER} is not a JSON object ({e})")
             return
         try:
-            status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta)
+            status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta,
+                                                 camera=self.camera)
         except Refused as exc:
             self._refuse(exc.status, str(exc), meta)
             return
@@ -157,8 +165,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         findings = answer.get("findings") or {}
         said = findings.get("result", findings.get("grade"))
+        sender = f"camera {self.camera} at " if self.camera else ""
         self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
-                 f"{self.client_address[0]}: {findings.get('task')}: {said}")
+                 f"{sender}{self.client_address[0]}: {findings.get('task')}: {said}")
         self._send(status, answer)
 
     def _refuse(self, status: int, message: str, meta: dict | None = None) -> None:
