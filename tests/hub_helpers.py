@@ -15,14 +15,14 @@ from edgeret.upload_protocol import HUB_TASKS
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
-              tls=None, cameras: Path | None = None):
+              tls=None, cameras: Path | None = None, backend: str = "onnxruntime"):
     """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``, HTTPS with ``tls``);
     ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given."""
     from edgeret.hub.pacs import StowClient
     from edgeret.retry import Backoff
 
     host = get_host()
-    backend = host.backend("onnxruntime")
+    backend = host.backend(backend)
     codec = CodecSession(CodecCatalog.of_plugin(host), backend, threads=1)
     lines: list[str] = []
     server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
