@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,15 @@ def _cameras_file(path: Path, *lines: str) -> Path:
     return path
 
 
+def _get_status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def test_the_hub_names_the_authenticated_camera_in_the_record_and_the_dicom(tmp_path):
     item = one_spooled_scan(tmp_path)
     cameras = _cameras_file(tmp_path / "cameras.txt", f"north-1 {TOKEN_A}", f"south-2 {TOKEN_B}  # van")
@@ -30,9 +41,12 @@ def test_the_hub_names_the_authenticated_camera_in_the_record_and_the_dicom(tmp_
     hub = start_hub(store, cameras=cameras)
     try:
         outcome = Uploader(hub.url, token=TOKEN_B).send(item.capture_id, item.read_stream(), item.meta)
+        reads = {token: _get_status(f"{hub.url}/v1/captures/{item.capture_id}", token)
+                 for token in (TOKEN_B, TOKEN_A)}
     finally:
         hub.stop()
     assert outcome.kind == "delivered", outcome
+    assert reads == {TOKEN_B: 200, TOKEN_A: 404}  # the other camera cannot read its record
     record = json.loads((store / "records" / f"{item.capture_id}.json").read_text())
     assert record["camera"] == "south-2"
     assert pydicom.dcmread(store / "dicom" / f"{item.capture_id}.dcm").StationName == "south-2"

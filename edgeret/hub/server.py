@@ -124,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
         record = None
         if match and CAPTURE_ID.match(match.group(1)):
             record = self.intake.store.record(match.group(1))
+        if record is not None and self.cameras is not None and record.get("camera") != self.camera:
+            record = None  # a camera reads only what it sent (records hold patient data)
         if record is None:
             self._send(404, {"error": f"no capture at {self.path}"})
             return
