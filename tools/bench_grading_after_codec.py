@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -170,7 +171,6 @@ def rule_pick(rows: list[dict], score: str, decisions: tuple[str, ...], ms_ssim:
 
 
 def validation_ms_ssim(codec: CodecSession) -> dict[str, float]:
-    import json
 
     manifest = json.loads((codec.catalog.folder / "codec_models.json").read_text())
     return {r["id"]: float(r["validation"]["ms_ssim"]) for m in manifest["models"] for r in m["rates"]}
@@ -185,6 +185,9 @@ def main() -> None:
     parser.add_argument("--dr-model", type=Path, help="dr-grade ONNX to test (default: the shipped one)")
     parser.add_argument("--skip-oct", action="store_true", help="fundus / DR only")
     parser.add_argument("--skip-fundus", action="store_true", help="OCT only")
+    parser.add_argument("--keep-fundus", action="store_true",
+                        help="with --skip-fundus: keep the fundus rows of the report already in --out (when "
+                             "only the OCT codec changed); the report says so")
     parser.add_argument("--codec-weights", type=Path,
                         help="a codec weights folder to judge (a candidate; default: the shipped codecs)")
     args = parser.parse_args()
@@ -195,6 +198,11 @@ def main() -> None:
     start = time.perf_counter()
     fundus_data = None if args.skip_fundus else ensure_data(args.fundus_data, "fundus")
     fundus = fundus_rows(host, codec, backend, fundus_data, args.n, args.dr_model) if fundus_data else []
+    kept = ""
+    if args.skip_fundus and args.keep_fundus:
+        previous = json.loads((args.out / "grading-after-codec.json").read_text())
+        earlier = (args.out / "grading-after-codec.md").read_text().split("`")[1]  # its command line
+        fundus, kept = previous["fundus"], previous.get("fundus_measured_by", earlier)
     octs = [] if args.skip_oct else oct_rows(host, codec, backend, ensure_data(args.oct_data, "oct"), args.n)
     ms_ssim = validation_ms_ssim(codec)
     same = ("same_referable", "same_retake")
@@ -210,6 +218,8 @@ def main() -> None:
           "decoded and graded again on ONNX Runtime (as the agent and hub do). 'same' = the decision on "
           "the decoded image equals the one on the original. Synthetic phantoms: not clinical evidence.",
           "", "## Fundus: dr-grade", "",
+          *([f"(Kept from the previous report, measured by {kept}: this run measured OCT only.)", ""]
+            if kept else []),
           markdown_table(["version", "bpp", "kappa", "referable sens.", "referable spec.", "retake on poor",
                           "retake on good", "same grade", "same referable", "same retake"],
                          [[r["version"], f"{r['bpp']:.3f}", f"{r['kappa']:.3f}",
@@ -226,7 +236,9 @@ def main() -> None:
           f"accuracy is within {RULE_DROP} of the original's, and the codec's validation MS-SSIM is >= "
           f"{RULE_MS_SSIM}. Picks: fundus **{picks['fundus']}**, OCT **{picks['oct']}**.",
           "", f"{time.perf_counter() - start:.0f} s on one thread.", ""]
-    data = {"n": args.n, "fundus": fundus, "oct": octs, "default_rate_picks": picks}
+    this_run = md[2].split("`")[1]
+    data = {"n": args.n, "fundus": fundus, "oct": octs, "default_rate_picks": picks,
+            "fundus_measured_by": kept or this_run}
     write_report(args.out, "grading-after-codec", data, "\n".join(md))
     print("\n".join(md))
 
