@@ -171,7 +171,6 @@ def rule_pick(rows: list[dict], score: str, decisions: tuple[str, ...], ms_ssim:
 
 
 def validation_ms_ssim(codec: CodecSession) -> dict[str, float]:
-
     manifest = json.loads((codec.catalog.folder / "codec_models.json").read_text())
     return {r["id"]: float(r["validation"]["ms_ssim"]) for m in manifest["models"] for r in m["rates"]}
 
