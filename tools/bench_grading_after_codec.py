@@ -195,6 +195,12 @@ def main() -> None:
     catalog = CodecCatalog(args.codec_weights) if args.codec_weights else CodecCatalog.of_plugin(host)
     codec = CodecSession(catalog, backend, threads=1)
     start = time.perf_counter()
+    command = (f"python tools/bench_grading_after_codec.py --n {args.n}"
+               + (f" --dr-model {args.dr_model}" if args.dr_model else "")
+               + (f" --codec-weights {args.codec_weights}" if args.codec_weights else "")
+               + "".join(f" {flag}" for flag, on in (("--skip-fundus", args.skip_fundus),
+                                                     ("--keep-fundus", args.keep_fundus),
+                                                     ("--skip-oct", args.skip_oct)) if on))
     fundus_data = None if args.skip_fundus else ensure_data(args.fundus_data, "fundus")
     fundus = fundus_rows(host, codec, backend, fundus_data, args.n, args.dr_model) if fundus_data else []
     kept = ""
@@ -209,10 +215,7 @@ def main() -> None:
              "oct": rule_pick(octs, "accuracy", ("same_grade",), ms_ssim) if octs else None}
     pct = "{:.1%}".format
     md = ["# Grading after the learned codec: does the hub see what the camera saw?", "",
-          f"`python tools/bench_grading_after_codec.py --n {args.n}"
-          + (f" --dr-model {args.dr_model}" if args.dr_model else "")
-          + (f" --codec-weights {args.codec_weights}" if args.codec_weights else "")
-          + f"`: the first {args.n} images of "
+          f"`{command}`: the first {args.n} images of "
           f"{args.fundus_data.name} and {args.oct_data.name}, each encoded at every listed rate point, "
           "decoded and graded again on ONNX Runtime (as the agent and hub do). 'same' = the decision on "
           "the decoded image equals the one on the original. Synthetic phantoms: not clinical evidence.",
@@ -235,9 +238,8 @@ def main() -> None:
           f"accuracy is within {RULE_DROP} of the original's, and the codec's validation MS-SSIM is >= "
           f"{RULE_MS_SSIM}. Picks: fundus **{picks['fundus']}**, OCT **{picks['oct']}**.",
           "", f"{time.perf_counter() - start:.0f} s on one thread.", ""]
-    this_run = md[2].split("`")[1]
     data = {"n": args.n, "fundus": fundus, "oct": octs, "default_rate_picks": picks,
-            "fundus_measured_by": kept or this_run}
+            "fundus_measured_by": kept or command}
     write_report(args.out, "grading-after-codec", data, "\n".join(md))
     print("\n".join(md))
 

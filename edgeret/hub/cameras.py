@@ -64,7 +64,11 @@ class CameraKeys:
         self._lock = threading.Lock()
         self._raw = self._read()
         self._keys: dict[str, str] | None = parse_cameras(self._raw.decode("utf-8", "replace"), self.path)
-        self.names = sorted(self._keys.values())
+
+    @property
+    def names(self) -> list[str]:
+        """The cameras currently allowed (none while the file is invalid)."""
+        return sorted((self._keys or {}).values())
 
     def _read(self) -> bytes:
         try:
@@ -82,7 +86,6 @@ class CameraKeys:
                 self._raw = raw
                 try:
                     self._keys = parse_cameras(raw.decode("utf-8", "replace"), self.path)
-                    self.names = sorted(self._keys.values())
                     self.log(f"hub: cameras file re-read: {', '.join(self.names)}")
                 except InputError as e:
                     self._keys = None

@@ -118,7 +118,7 @@ class StowClient:
         except TimeoutError:  # raised while waiting for or reading the answer
             raise PacsError(self.base_url, f"no answer within {self.timeout:g} s", transient=True) from None
         except (OSError, http.client.HTTPException) as e:  # reset, or the connection dropped mid-answer
-            what = one_line(str(e)) or type(e).__name__
+            what = one_line(e)
             raise PacsError(self.base_url, f"connection failed ({what})", transient=True) from None
 
     def _json(self, raw: bytes, what: str) -> Any:
