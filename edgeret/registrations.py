@@ -129,6 +129,9 @@ class TaskPlugin:
     # Classifiers: (N, K) scores -> (N,) class indices, the decision postprocess makes (an
     # operating point, say); None = argmax. The export gate scores exported models by it.
     decide: Callable[[np.ndarray], np.ndarray] | None = None
+    # torch module names (e.g. "encoder.l3") whose layers stay float in every int8 export: layers
+    # whose int8 noise the gate cannot afford. Exporters that cannot keep a layer float say so.
+    int8_keep_float: tuple[str, ...] = ()
 
     def decisions(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores)

@@ -507,3 +507,24 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
     assert entry["inputs"][0]["shape"] == ["batch", 1, 32, 48] and entry["agreement"]["kind"] == "psnr"
     report = verify_bundle(tmp_path / "b", host.backends())
     assert "dB PSNR vs fp32" in report.tasks[0].agreement
+
+
+def test_int8_keep_float_maps_module_names_to_each_exporter(tmp_path):
+    import dataclasses
+
+    from edgeret.errors import EdgeretError
+    from edgeret.export.artifacts import default_options, keep_float_nodes, onnx_scope, probe_graph
+
+    assert onnx_scope("encoder.l3") == "/encoder/l3/"
+    assert onnx_scope("a.blocks.0.1.conv") == "/a/blocks/blocks.0/blocks.0.1/conv/"
+
+    task = dataclasses.replace(_tiny_restore_task(tmp_path / "unused.pt"), int8_keep_float=("body.2",))
+    module = task.model_factory().eval()
+    assert keep_float_nodes(probe_graph(module, task), task) == ["/body/body.2/Conv"]
+    ort = default_options("onnx-int8", "int8", module, task)["nodes_to_exclude"]
+    assert "/body/body.2/Conv" in ort and "/body/body.0/Conv" in ort  # 1 input channel: float anyway
+    openvino = default_options("openvino-ir", "int8", module, task)
+    assert openvino == {"ignored_scope": {"patterns": [r"/body/body\.2/.*"]}}
+    assert default_options("openvino-ir", "fp16", module, task) == {}
+    with pytest.raises(EdgeretError, match="tiny-restore.*'body.9', which is no layer"):
+        keep_float_nodes(probe_graph(module, task), dataclasses.replace(task, int8_keep_float=("body.9",)))

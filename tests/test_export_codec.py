@@ -82,6 +82,21 @@ def test_exported_encoder_streams_decode_exactly_at_the_hub(bundles, device):
         assert same > 0.9, f"{device}: only {same:.1%} of symbols agree with the fp32 encoder"
 
 
+def test_the_finest_latents_layer_stays_float_where_the_exporter_can(bundles):
+    """The codec task keeps encoder.l3 (it writes y3) float in int8: by node name on ONNX Runtime, by
+    ignored scope on OpenVINO (its weights are the one conv left fp16 in the IR); LiteRT says it cannot."""
+    from edgeret_exporters.openvino_ir import openvino_op_types
+
+    ort = load_manifest(bundles["x86-cpu"])["tasks"]["codec-encoder"]
+    assert "/encoder/l3/Conv" in ort["exporter_options"]["nodes_to_exclude"]
+    ov = load_manifest(bundles["intel-x86"])["tasks"]["codec-encoder"]
+    assert ov["exporter_options"]["ignored_scope"] == {"patterns": ["/encoder/l3/.*"]}
+    ops = openvino_op_types(bundles["intel-x86"] / ov["artifact"])
+    assert ops["Convolution"] == 6 and ops["Constant:i8"] == 5, ops
+    pi = load_manifest(bundles["raspberry-pi-5"])["tasks"]["codec-encoder"]
+    assert any("encoder.l3 quantized too" in note for note in pi["gate"]["notes"]), pi["gate"]["notes"]
+
+
 def test_exported_decoder_bundle_verifies_and_gates_on_the_round_trip(bundles):
     code, out, err = cli("verify", str(bundles["x86-cpu"]))
     assert code == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,9 +24,8 @@ ORT_INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 ORT_INT8_MIN_CHANNELS = 5
 
 
-def onnx_int8_options(module: Any, task: TaskPlugin) -> dict[str, Any]:
-    """`quantize_onnx_int8` options for this model: op types, and the convs to keep float (by node name,
-    read from a probe export; torch's ONNX node names are deterministic)."""
+def probe_graph(module: Any, task: TaskPlugin) -> Any:
+    """The ONNX graph torch writes for this model (node names are deterministic: "/encoder/l3/Conv")."""
     import onnx
 
     from edgeret_exporters.onnx_exporter import export_onnx
@@ -34,10 +34,47 @@ def onnx_int8_options(module: Any, task: TaskPlugin) -> dict[str, Any]:
         path = export_onnx(module, example_inputs(task), Path(tmp) / "probe.onnx",
                            input_names=[s.name for s in task.inputs],
                            output_names=[s.name for s in task.outputs])
-        graph = onnx.load(str(path)).graph
+        return onnx.load(str(path)).graph
+
+
+def onnx_scope(module_name: str) -> str:
+    """The node-name prefix torch's ONNX export gives a module's ops: one segment per ancestor, each its
+    last name atom together with any numeric atoms after it ("encoder.l3" -> "/encoder/l3/",
+    "body.2" -> "/body/body.2/")."""
+    atoms = module_name.split(".")
+    segments = []
+    for end in range(1, len(atoms) + 1):
+        if atoms[end - 1].isnumeric():
+            start = end - 1
+            while start > 0 and atoms[start].isnumeric():
+                start -= 1
+            segments.append(".".join(atoms[start:end]))
+        else:
+            segments.append(atoms[end - 1])
+    return "/" + "/".join(segments) + "/"
+
+
+def keep_float_nodes(graph: Any, task: TaskPlugin) -> list[str]:
+    """ONNX node names inside the task's `int8_keep_float` modules; a name matching nothing is an error."""
+    nodes: list[str] = []
+    for module_name in task.int8_keep_float:
+        prefix = onnx_scope(module_name)
+        found = [n.name for n in graph.node if n.name.startswith(prefix)]
+        if not found:
+            raise EdgeretError(f"task '{task.name}': int8_keep_float names '{module_name}', "
+                               "which is no layer of the exported model")
+        nodes += found
+    return nodes
+
+
+def onnx_int8_options(module: Any, task: TaskPlugin) -> dict[str, Any]:
+    """`quantize_onnx_int8` options for this model: op types, and the convs to keep float (by node name,
+    read from a probe export): those with few input channels and those the task names."""
+    graph = probe_graph(module, task)
     weights = {i.name: list(i.dims) for i in graph.initializer}
     keep = [n.name for n in graph.node if n.op_type == "Conv" and len(weights.get(n.input[1], [])) > 1
             and weights[n.input[1]][1] < ORT_INT8_MIN_CHANNELS]
+    keep += [n for n in keep_float_nodes(graph, task) if n not in keep]
     return {"op_types_to_quantize": list(ORT_INT8_OP_TYPES), "nodes_to_exclude": keep}
 
 
@@ -45,8 +82,16 @@ def default_options(exporter: str, precision: str, module: Any, task: TaskPlugin
     """Options the pipeline passes beyond the exporter's defaults (recorded in the manifest)."""
     if exporter == "onnx-int8":
         return onnx_int8_options(module, task)
-    if exporter == "tensorrt" and precision == "int8":  # NVIDIA's QDQ placement: inputs of Conv/Gemm only
-        return {"op_types_to_quantize": list(ORT_INT8_OP_TYPES)}
+    if precision != "int8":
+        return {}
+    keep = keep_float_nodes(probe_graph(module, task), task) if task.int8_keep_float else []
+    if exporter == "tensorrt":  # NVIDIA's QDQ placement: inputs of Conv/Gemm only
+        options: dict[str, Any] = {"op_types_to_quantize": list(ORT_INT8_OP_TYPES)}
+        return options | ({"nodes_to_exclude": keep} if keep else {})
+    if exporter == "openvino-ir" and keep:
+        # OpenVINO renames a biased Conv "<name>" to "<name>/WithoutBiases" + Add "<name>": match by module
+        patterns = [re.escape(onnx_scope(m)) + ".*" for m in task.int8_keep_float]
+        return {"ignored_scope": {"patterns": patterns}}
     return {}
 
 

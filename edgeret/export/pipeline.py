@@ -288,6 +288,9 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         label = precision + (" with NNCF accuracy control" if mode == "accuracy-control" else "")
         log(f"{task.name}: exporting {label} {target.format} for {target.backend} ...")
         options = default_options(target.exporters[precision], precision, module, task)
+        if precision == "int8" and task.int8_keep_float and target.exporters[precision] == "litert":
+            notes.append(f"litert int8: {', '.join(task.int8_keep_float)} quantized too (litert-torch's "
+                         "PT2E quantizer cannot leave a module float)")
         if mode == "accuracy-control":
             options.update(accuracy_control_options(task, rule, module, min(request.heldout, 100),
                                                     request.progress))
