@@ -95,6 +95,14 @@ def default_options(exporter: str, precision: str, module: Any, task: TaskPlugin
     return {}
 
 
+def option_notes(exporter: str, precision: str, task: TaskPlugin) -> list[str]:
+    """What the exporter could not do of what the task asked (recorded in the manifest's gate notes)."""
+    if precision == "int8" and task.int8_keep_float and exporter == "litert":
+        return [f"litert int8: {', '.join(task.int8_keep_float)} quantized too (litert-torch's PT2E "
+                "quantizer cannot leave a module float)"]
+    return []
+
+
 def accuracy_control_options(task: TaskPlugin, rule: gates.GateRule, module: Any, n: int,
                              progress: bool) -> dict[str, Any]:
     """NNCF accuracy-controlled int8 for OpenVINO: a validation set apart from the gate's held-out set

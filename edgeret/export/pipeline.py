@@ -38,10 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import edgeret
-from edgeret.bundle import MANIFEST, clean_json, save_golden, sha256_file, snap_to_uint8, write_manifest
+from edgeret.bundle import MANIFEST, clean_json, sha256_file, write_manifest
 from edgeret.devices import DeviceProfile
 from edgeret.errors import EdgeretError, InputError
 from edgeret.export import gate as gates
@@ -51,9 +49,11 @@ from edgeret.export.artifacts import (
     default_options,
     export_artifact,
     fp16_proxy,
+    option_notes,
     recordable_options,
 )
 from edgeret.export.calibration import calibration_feeds, check_calib_folder
+from edgeret.export.golden import write_golden
 from edgeret.export.targets import (
     EXPORTER_OPTIONS,
     SUFFIX,
@@ -83,8 +83,6 @@ TOLERANCES = {"fp32": 1e-3, "fp16": 1e-2, "int8": 2e-2}
 CROSS_TOLERANCES = {"fp32": 1e-2, "fp16": 3e-2, "int8": 0.1}
 # Image outputs: verify wants the replayed output within 0.2 dB of the exported one's PSNR vs fp32, but
 # never more than this (above ~40 dB the difference is invisible and runtimes legitimately differ).
-PSNR_AGREEMENT_CAP_DB = 40.0
-GOLDEN_ALL_OUTPUTS_BELOW = 1 << 16  # values per pair; larger outputs: only the gate's output is kept
 
 @dataclass
 class ExportRequest:
@@ -288,9 +286,7 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         label = precision + (" with NNCF accuracy control" if mode == "accuracy-control" else "")
         log(f"{task.name}: exporting {label} {target.format} for {target.backend} ...")
         options = default_options(target.exporters[precision], precision, module, task)
-        if precision == "int8" and task.int8_keep_float and target.exporters[precision] == "litert":
-            notes.append(f"litert int8: {', '.join(task.int8_keep_float)} quantized too (litert-torch's "
-                         "PT2E quantizer cannot leave a module float)")
+        notes += option_notes(target.exporters[precision], precision, task)
         if mode == "accuracy-control":
             options.update(accuracy_control_options(task, rule, module, min(request.heldout, 100),
                                                     request.progress))
@@ -329,35 +325,10 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
     precision, artifact, exported, result, options = kept
     options = recordable_options({**EXPORTER_OPTIONS.get(target.exporters[precision], {}), **options})
 
-    # Golden pairs: inputs snapped to the 8-bit grid (stored exactly as uint8), outputs of the artifact
-    # itself on the gate backend and of the fp32 torch model on exactly those inputs.
-    # image tasks: at most 2 pairs, and large outputs other than the gate's are left out (size)
     count = request.golden if rule.kind == "class" else min(request.golden, 2)
-    indices = gates.pick_golden(rule, reference, exported, count)
-    golden_feeds = []
-    for i in indices:
-        feed = {}
-        for name, array in heldout.feeds[i].items():
-            snapped = snap_to_uint8(array)
-            feed[name] = array if snapped is None else snapped
-        golden_feeds.append(feed)
-    golden_in = {s.name: np.concatenate([f[s.name] for f in golden_feeds]) for s in task.inputs}
-    runner = gate_plugin.load(artifact, threads=request.threads)
-    golden_out = runner_outputs(runner, task, golden_feeds)
-    golden_ref = torch_outputs(module, task, golden_feeds)
-    kept_outputs = [k for k, v in golden_out.items()
-                    if k == rule.output or v[:1].size <= GOLDEN_ALL_OUTPUTS_BELOW]
-    golden_out = {k: golden_out[k] for k in kept_outputs}
-    golden_ref = {k: golden_ref[k] for k in kept_outputs}
-    golden_path = save_golden(folder / "golden.npz", golden_in, golden_out, golden_ref)
-    agreement: dict[str, Any] = {"kind": "none"}
-    if rule.kind == "class":
-        same = int(np.sum(np.argmax(golden_out[rule.output], -1) == np.argmax(golden_ref[rule.output], -1)))
-        agreement = {"kind": "class", "output": rule.output, "expected_same": same}
-    elif rule.kind in ("image", "fidelity"):
-        value = gates.mean_psnr(golden_ref[rule.output], golden_out[rule.output], rule.data_range)
-        agreement = {"kind": "psnr", "output": rule.output, "data_range": rule.data_range,
-                     "min_db": round(min(value - gates.IMAGE_ALLOWED_DB, PSNR_AGREEMENT_CAP_DB), 3)}
+    golden_path, indices, agreement = write_golden(task, rule, heldout.feeds, reference, exported, count,
+                                                   gate_plugin.load(artifact, threads=request.threads),
+                                                   module, folder / "golden.npz")
 
     files = sorted(p.relative_to(staging).as_posix() for p in folder.iterdir()
                    if p.is_file() and p != golden_path)
