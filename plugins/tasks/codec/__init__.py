@@ -163,8 +163,8 @@ def encoder_task() -> TaskPlugin:
         train=_train,
         export_score=ExportScore("round_trip_psnr", "dB", _encoder_score),
         # l3's output is the finest latent (y3, 1/4 scale), rounded as it is: int8 noise at its input moves
-        # symbols. Float there: OpenVINO int8 loss on 8 fresh B-scans max 0.38 -> 0.18 dB (wider model),
-        # 0.12 -> 0.11 (shipped), for +2.5 ms (TRAINING.md, "int8 export").
+        # symbols. Float there: OpenVINO int8 loss on 8 fresh B-scans, max 0.38 -> 0.18 dB (wider model),
+        # 0.12 -> 0.11 dB (session-8 model), for 3-4 ms more (TRAINING.md, "int8 export of the encoder").
         int8_keep_float=("encoder.l3",),
     )
 
