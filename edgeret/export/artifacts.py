@@ -42,15 +42,11 @@ def onnx_scope(module_name: str) -> str:
     last name atom together with any numeric atoms after it ("encoder.l3" -> "/encoder/l3/",
     "body.2" -> "/body/body.2/")."""
     atoms = module_name.split(".")
-    segments = []
-    for end in range(1, len(atoms) + 1):
-        if atoms[end - 1].isnumeric():
-            start = end - 1
-            while start > 0 and atoms[start].isnumeric():
-                start -= 1
-            segments.append(".".join(atoms[start:end]))
-        else:
-            segments.append(atoms[end - 1])
+    segments, start = [], 0
+    for i, atom in enumerate(atoms):
+        if not atom.isnumeric():
+            start = i
+        segments.append(".".join(atoms[start:i + 1]))
     return "/" + "/".join(segments) + "/"
 
 

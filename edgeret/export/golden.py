@@ -24,9 +24,11 @@ GOLDEN_ALL_OUTPUTS_BELOW = 1 << 16  # values per pair; larger outputs: only the 
 
 
 def write_golden(task: TaskPlugin, rule: gates.GateRule, feeds: list[dict[str, np.ndarray]],
-                 reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], count: int,
+                 reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], requested: int,
                  runner: Any, module: Any, path: Path) -> tuple[Path, list[int], dict[str, Any]]:
-    """Pick `count` held-out feeds, store their pairs at `path`; returns (path, indices, agreement)."""
+    """Pick up to `requested` held-out feeds (image tasks: 2), store their pairs at `path`; returns
+    (path, indices, agreement)."""
+    count = requested if rule.kind == "class" else min(requested, 2)
     indices = gates.pick_golden(rule, reference, exported, count)
     golden_feeds = []
     for i in indices:
