@@ -127,3 +127,30 @@ def test_blur_softens_some_batches_and_keeps_flat_areas():
     flat = torch.full((1, 1, 24, 24), 77, dtype=torch.uint8)
     for s in range(4):  # reflected edges: a flat patch stays exactly flat
         assert torch.equal(augmentation(blur=2.0)([flat], torch.Generator().manual_seed(s))[0], flat)
+
+
+def test_lowpass_term_sees_slow_colour_drift_that_ms_ssim_barely_does():
+    from edgeret_plugins.tasks.codec.losses import lowpass_l1, ms_ssim
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(192.0), torch.arange(192.0), indexing="ij")
+    x = (0.5 + 0.2 * torch.sin(xx / 30) * torch.cos(yy / 40)).expand(1, 3, 192, 192).clone()
+    drift = x.clone()
+    drift[:, 2] += 3 / 255 * torch.sin(xx / 20)  # a slow 3-grey-level wave in blue
+    noise = x.clone()
+    noise[:, 2] += 3 / 255 * torch.randn((1, 192, 192), generator=g)  # fine noise of the same amplitude
+    assert lowpass_l1(x, x) == 0
+    assert lowpass_l1(x, drift) > 5 * lowpass_l1(x, noise)
+    # what MS-SSIM charges each: the drift costs less than the noise
+    assert 1 - ms_ssim(drift, x) < 1 - ms_ssim(noise, x)
+
+
+def test_the_lowpass_weight_enters_the_training_loss(shipped):
+    model = without_extrapolated(shipped).eval()
+    x = torch.randint(0, 256, (1, 1, 192, 192), dtype=torch.uint8)
+    losses = []
+    for weight in (0.0, 5.0):
+        torch.manual_seed(3)  # the same rate point for both
+        with torch.no_grad():
+            losses.append(float(loss_fn_for(model.cfg, weight)(model, [x])))
+    assert losses[1] > losses[0]

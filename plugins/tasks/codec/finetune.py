@@ -72,7 +72,8 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
              mirror: bool = True, threads: int = 1, progress: bool = True,
              weights_dir: Path = WEIGHTS_DIR, train_lowest: float | None = None,
              widen_encoder: tuple[int, int] | None = None, widen_decoder: tuple[int, int] | None = None,
-             natural_per_photo: int = 0, jitter: float = 0.0, blur: float = 0.0) -> tuple[Codec, dict]:
+             natural_per_photo: int = 0, jitter: float = 0.0, blur: float = 0.0,
+             lowpass: float = 0.0) -> tuple[Codec, dict]:
     spec = SPECS[name]
     torch.set_num_threads(threads)
     model = load_codec(name, weights_dir)
@@ -101,7 +102,7 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
     config = FitConfig(epochs=epochs, batch_size=spec.batch, lr=lr, weight_decay=0.0, seed=spec.seed,
                        threads=threads, progress=progress)
     cpu0, wall0 = time.process_time(), time.time()
-    fit(model, [torch.from_numpy(patches)], loss_fn_for(model.cfg), config,
+    fit(model, [torch.from_numpy(patches)], loss_fn_for(model.cfg, lowpass), config,
         out_dir / "checkpoints" / f"{name}.finetune.ckpt", label=f"{name} fine-tune",
         augment=augmentation(jitter, blur))
     steps = epochs * math.ceil(len(patches) / spec.batch)
@@ -119,6 +120,7 @@ def finetune(name: str, out_dir: Path, *, epochs: int, lr: float, first_seed: in
         "natural_photos": f"{natural_per_photo} crops from each of {len(photos)} scikit-image colour "
                           "photographs (no retina)" if natural_per_photo else None,
         "colour_jitter": jitter or None, "blur_sigma_max": blur or None,
+        "lowpass_l1_weight": lowpass or None,
         "data_cpu_seconds": round(data_cpu, 1),
         "cpu_seconds_this_run": round(time.process_time() - cpu0, 1),
         "wall_seconds_this_run": round(time.time() - wall0, 1)}
@@ -156,6 +158,8 @@ def main(argv=None) -> int:
                         help="scale each training patch's channels by exp(U(-S, S)) (colour balance)")
     parser.add_argument("--blur", type=float, default=0.0, metavar="SIGMA",
                         help="blur half the training batches with a Gaussian of sigma up to SIGMA px")
+    parser.add_argument("--lowpass", type=float, default=0.0, metavar="W",
+                        help="add W x the L1 error of 8x8 means to the distortion (slow colour drifts)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     previous = next(m["training"] for m in json.loads((args.weights / "codec_models.json").read_text())
@@ -166,7 +170,7 @@ def main(argv=None) -> int:
                            progress=not args.quiet, weights_dir=args.weights,
                            train_lowest=args.train_lowest, widen_encoder=args.widen_encoder,
                            widen_decoder=args.widen_decoder, natural_per_photo=args.natural,
-                           jitter=args.colour_jitter, blur=args.blur)
+                           jitter=args.colour_jitter, blur=args.blur, lowpass=args.lowpass)
     stages = previous.get("stages", [previous])
     entry = export_codec(model, args.name, {"stages": [*stages, meta]}, args.weights)
     for rate in entry["rates"]:

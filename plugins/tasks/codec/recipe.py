@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from edgeret.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
-from .losses import distortion
+from .losses import distortion, lowpass_l1
 from .model import Codec, CodecConfig
 from .shipping import export_codec, load_codec
 from .specs import PATCH, SPECS, patches_from, training_patches
@@ -83,7 +83,9 @@ def augmentation(jitter: float = 0.0, blur: float = 0.0):
     return augment
 
 
-def loss_fn_for(cfg: CodecConfig):
+def loss_fn_for(cfg: CodecConfig, lowpass: float = 0.0):
+    """(R + lambda D) / lambda at a random trained rate point; ``lowpass`` > 0 adds that weight of
+    :func:`lowpass_l1` to D."""
     lambdas = torch.tensor(cfg.lambdas or (1.0,))
 
     def loss_fn(model: Codec, batch) -> torch.Tensor:
@@ -92,6 +94,8 @@ def loss_fn_for(cfg: CodecConfig):
         r = int(torch.randint(cfg.extrapolated, cfg.n_rates, ()))
         x_hat, bits = model(x, r)
         d = distortion(x, x_hat)
+        if lowpass:
+            d = d + lowpass * lowpass_l1(x, x_hat)
         if bits is None:
             return d
         bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
