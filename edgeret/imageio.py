@@ -15,7 +15,6 @@ file and, where known, the detected format. Conventions:
 
 from __future__ import annotations
 
-import math
 import struct
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from edgeret.atomic import write_bytes_atomic
 from edgeret.errors import InputError, one_line
+from edgeret.image_limits import check_dims
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
 ARRAY = "<array>"  # the "path" named in errors about in-memory arrays
@@ -131,19 +131,6 @@ def _unknown_content(p: Path, data: bytes) -> str:
     if claimed:
         return f"extension says {claimed} but the content is not {claimed} (starts with {head!r})"
     return f"unrecognised file content (starts with {head!r}); supported: PNG, JPEG, TIFF, DICOM"
-
-
-def _limit_text(max_pixels: int) -> str:
-    side = math.isqrt(max_pixels)
-    return f"{side}x{side}" if side * side == max_pixels else f"{max_pixels}-pixel"
-
-
-def check_dims(p: Path, w: int, h: int, max_pixels: int, frames: int = 1) -> None:
-    if w <= 0 or h <= 0:
-        raise InputError(p, f"image is {w}x{h}")
-    if w * h * frames > max_pixels:
-        what = f"volume of {frames} frames {w}x{h}" if frames > 1 else f"image {w}x{h}"
-        raise InputError(p, f"{what} exceeds the {_limit_text(max_pixels)} limit")
 
 
 # --- PNG / JPEG / TIFF ------------------------------------------------------------------

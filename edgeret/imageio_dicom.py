@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeret.errors import InputError, one_line
-from edgeret.imageio import check_dims
+from edgeret.image_limits import check_dims
 
 
 def read_dicom(p: Path, data: bytes, max_pixels: int) -> tuple[np.ndarray, bool]:
