@@ -9,15 +9,12 @@ ONNX Runtime) must decode to exactly the symbols written, within 0.2 dB PSNR of 
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
+from inprocess_cli import cli
 
 from edgeret.bitstream import encode_stream
 from edgeret.bundle import load_manifest
-from edgeret.cli import main
 from edgeret.codec_io import LATENT_NAMES, encode_latents
 from edgeret.data.oct import generate_oct
 from edgeret.host import Host
@@ -27,13 +24,6 @@ from edgeret_plugins.tasks.codec.processing import psnr
 SMALL = ["--heldout", "4", "--calib-size", "16", "--golden", "2", "--threads", "1", "--quiet"]
 DEVICES = {"x86-cpu": ["--precision", "int8"], "intel-x86": [], "raspberry-pi-5": []}
 FRESH = 300_000_000  # no training, calibration, held-out or benchmark seed
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
