@@ -15,6 +15,23 @@ from edgeret.bundle import BundleError
 TASK = "quality-oct"
 
 
+def write_device(tmp_path: Path, name: str, cpu_arch: str, memory_mb: int, input_sizes: str) -> Path:
+    """A devices folder holding one CPU-only profile (ONNX Runtime, int8 and fp32)."""
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / f"{name}.yaml").write_text(textwrap.dedent(f"""
+        schema_version: 1
+        name: {name}
+        cpu_arch: {cpu_arch}
+        accelerator: none
+        backends: [onnxruntime]
+        precisions: [int8, fp32]
+        memory_budget_mb: {memory_mb}
+        input_sizes: {input_sizes}
+    """))
+    return devices
+
+
 # ---------------------------------------------------------------------------
 # bad input: one-line errors, before any slow work
 # ---------------------------------------------------------------------------
@@ -44,18 +61,7 @@ def test_bad_calibration_folder(tmp_path, make):
 
 
 def test_task_the_profile_cannot_run(tmp_path):
-    devices = tmp_path / "devices"
-    devices.mkdir()
-    (devices / "fundus-cam.yaml").write_text(textwrap.dedent("""
-        schema_version: 1
-        name: fundus-cam
-        cpu_arch: arm64
-        accelerator: none
-        backends: [onnxruntime]
-        precisions: [int8, fp32]
-        memory_budget_mb: 512
-        input_sizes: {quality-fundus: [256, 256]}
-    """))
+    devices = write_device(tmp_path, "fundus-cam", "arm64", 512, "{quality-fundus: [256, 256]}")
     code, _, err = cli("export", "--devices-dir", str(devices), "--device", "fundus-cam", "--tasks", TASK)
     line = error_line(err)
     assert code == 2 and "cannot run task 'quality-oct'" in line and "quality-fundus" in line
@@ -145,18 +151,7 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
 
     host = Host()
     host.register(Plugin(), "tiny-restore-plugin")
-    devices = tmp_path / "devices"
-    devices.mkdir()
-    (devices / "tiny.yaml").write_text(textwrap.dedent("""
-        schema_version: 1
-        name: tiny-cam
-        cpu_arch: x86_64
-        accelerator: none
-        backends: [onnxruntime]
-        precisions: [int8, fp32]
-        memory_budget_mb: 256
-        input_sizes: {tiny-restore: [32, 48]}
-    """))
+    devices = write_device(tmp_path, "tiny-cam", "x86_64", 256, "{tiny-restore: [32, 48]}")
     request = ExportRequest(device="tiny-cam", tasks=["tiny-restore"], heldout=6, calib_size=8, golden=2,
                             out=tmp_path / "b", threads=1, progress=False, devices_dirs=[devices])
     result = export_bundle(host, request, log=lambda line: None)
