@@ -159,15 +159,20 @@ def test_a_flaky_network_delays_delivery_but_loses_and_duplicates_nothing(tmp_pa
     hub = start_hub(store)
     faults = ["reset", "cut", "stall", "cut", "reset"]
     proxy = FaultyProxy(int(hub.url.rsplit(":", 1)[1]), faults, cut_after=700)
-    agent = make_agent(inbox, tmp_path / "spool", proxy.url, timeout=1.0)
+    agent = make_agent(inbox, tmp_path / "spool", proxy.url, timeout=3.0)
     try:
-        code = agent.run_once(max_wait=30)
+        code = agent.run_once(max_wait=60)
     finally:
         proxy.close()
         hub.stop()
     assert code == 0, agent.lines
     assert proxy.seen[:5] == faults
-    assert sum("failed" in line for line in agent.lines) == 5
+    failures = [line for line in agent.lines if "failed" in line]
+    # every fault cost one attempt; a loaded machine may add a timeout on a clean connection (the hub
+    # grades before it answers), never anything else: one connection per attempt, one per delivery
+    assert len(failures) >= 5, agent.lines
+    assert all("timeout" in line for line in failures[5:]), failures
+    assert len(proxy.seen) == len(failures) + 4, (proxy.seen, agent.lines)
     assert _hub_ids(store) == ids
     # cut uploads left no half-written stream at the hub
     assert len(list((store / "streams").iterdir())) == 4
