@@ -1,6 +1,6 @@
 """ONNX -> OpenVINO IR (.xml + .bin): fp32, fp16 (compressed weights) and INT8 via NNCF.
 
-* fp32 / fp16: ``openvino.convert_model`` on the fp32 ONNX from
+* fp32 / fp16: ``openvino.Core.read_model`` on the fp32 ONNX from
   ``onnx_exporter``, saved with ``openvino.save_model(compress_to_fp16=...)``.
   fp16 IR stores weights as float16; the device plugin picks the compute
   precision (Intel GPU/NPU run fp16; the CPU plugin upcasts to fp32, or bf16
@@ -27,14 +27,14 @@ from typing import Any
 from edgeret.errors import EdgeretError
 from edgeret.hookspecs import hookimpl
 from edgeret.registrations import ExporterPlugin
+from edgeret.vendor_telemetry import quiet_import
 
 RT_INFO_ROOT = "edgeret"
 
 
 def _ignored_scope(spec: Any) -> Any:
     """None, an nncf.IgnoredScope, {"names"/"types"/"patterns": [...]} or a sequence of node names."""
-    import nncf
-
+    nncf = quiet_import("nncf")
     if spec is None or isinstance(spec, nncf.IgnoredScope):
         return spec
     if isinstance(spec, Mapping):
@@ -56,7 +56,7 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
 def read_openvino_metadata(xml_path: str | Path) -> dict[str, str]:
     """The edgeret metadata stored in an IR's rt_info (empty dict when there is none)."""
-    import openvino as ov
+    ov = quiet_import("openvino")
 
     model = ov.Core().read_model(str(xml_path))
     if not model.has_rt_info([RT_INFO_ROOT]):
@@ -67,7 +67,7 @@ def read_openvino_metadata(xml_path: str | Path) -> dict[str, str]:
 
 def openvino_op_types(xml_path: str | Path) -> dict[str, int]:
     """Op type -> count, plus 'Constant:<element type>' counts: how to check an IR is really quantized."""
-    import openvino as ov
+    ov = quiet_import("openvino")
 
     counts: dict[str, int] = {}
     for op in ov.Core().read_model(str(xml_path)).get_ops():
@@ -115,7 +115,7 @@ def onnx_to_openvino(
     `validation_data`, runs ``nncf.quantize_with_accuracy_control`` with
     `max_drop` ("absolute" or "relative" `drop_type`).
     """
-    import openvino as ov
+    ov = quiet_import("openvino")
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if out_path.suffix != ".xml":
@@ -123,7 +123,9 @@ def onnx_to_openvino(
     if precision not in ("fp32", "fp16", "int8"):
         raise EdgeretError(f"openvino IR precision must be fp32, fp16 or int8, not {precision!r}")
     try:
-        model = ov.convert_model(str(onnx_path))
+        # the runtime's own ONNX reader: the same frontend as ov.convert_model, without the model
+        # converter's usage telemetry (edgeret.vendor_telemetry)
+        model = ov.Core().read_model(str(onnx_path))
     except Exception as exc:
         raise EdgeretError(f"{onnx_path}: openvino cannot convert this ONNX model ({exc})") from None
     info: dict[str, Any] = {**_onnx_metadata(onnx_path), **(metadata or {}), "edgeret.precision": precision}
@@ -157,7 +159,7 @@ def _quantize_nncf(model: Any, calibration: Any, *, ignored_scope: Any, preset: 
 
     names = [port.get_any_name() for port in model.inputs]
     samples = calibration_samples(calibration, names, exporter="openvino int8")
-    import nncf
+    nncf = quiet_import("nncf")
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 

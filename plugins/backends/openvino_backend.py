@@ -14,11 +14,12 @@ import numpy as np
 from edgeret.errors import EdgeretError, InputError
 from edgeret.hookspecs import hookimpl
 from edgeret.registrations import Availability, BackendPlugin
+from edgeret.vendor_telemetry import quiet_import
 
 
 def _available() -> Availability:
     try:
-        import openvino as ov
+        ov = quiet_import("openvino")
     except ImportError as exc:
         return Availability(False, f"openvino is not installed ({exc}); pip install 'edgeret[openvino]'")
     devices = tuple(ov.Core().available_devices)
@@ -30,8 +31,7 @@ def _available() -> Availability:
 
 class OpenVinoRunner:
     def __init__(self, path: Path, device: str = "CPU", threads: int | None = None) -> None:
-        import openvino as ov
-
+        ov = quiet_import("openvino")
         core = ov.Core()
         if device not in core.available_devices and device != "AUTO":
             raise EdgeretError(

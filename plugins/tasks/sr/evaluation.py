@@ -24,6 +24,7 @@ from edgeret.errors import EdgeretError
 from edgeret.metrics import psnr
 from edgeret.registrations import EvalRequest, TaskPlugin
 from edgeret.reporting import markdown_table, write_report
+from edgeret.vendor_telemetry import quiet_import
 
 from .processing import bicubic, degrade, planes_to_image, runner_fn, upscale
 
@@ -186,7 +187,7 @@ def measure_fps(models: dict[str, Path], size: int = 512, backends: tuple[str, .
 def _static_openvino(path: Path, size: int, threads: int | None):
     """An OpenVINO runner compiled for a fixed 1×3×size×size input (None if that fails)."""
     try:
-        import openvino as ov
+        ov = quiet_import("openvino")
     except ImportError:
         return None
 
