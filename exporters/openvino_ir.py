@@ -1,6 +1,6 @@
 """ONNX -> OpenVINO IR (.xml + .bin): fp32, fp16 (compressed weights) and INT8 via NNCF.
 
-* fp32 / fp16: ``openvino.Core.read_model`` on the fp32 ONNX from
+* fp32 / fp16: ``openvino.convert_model`` on the fp32 ONNX from
   ``onnx_exporter``, saved with ``openvino.save_model(compress_to_fp16=...)``.
   fp16 IR stores weights as float16; the device plugin picks the compute
   precision (Intel GPU/NPU run fp16; the CPU plugin upcasts to fp32, or bf16
@@ -27,7 +27,7 @@ from typing import Any
 from edgeret.errors import EdgeretError
 from edgeret.hookspecs import hookimpl
 from edgeret.registrations import ExporterPlugin
-from edgeret.vendor_telemetry import quiet_import
+from edgeret.vendor_telemetry import quiet_import, telemetry_declined
 
 RT_INFO_ROOT = "edgeret"
 
@@ -123,9 +123,8 @@ def onnx_to_openvino(
     if precision not in ("fp32", "fp16", "int8"):
         raise EdgeretError(f"openvino IR precision must be fp32, fp16 or int8, not {precision!r}")
     try:
-        # the runtime's own ONNX reader: the same frontend as ov.convert_model, without the model
-        # converter's usage telemetry (edgeret.vendor_telemetry)
-        model = ov.Core().read_model(str(onnx_path))
+        with telemetry_declined():  # convert_model asks openvino_telemetry for consent again
+            model = ov.convert_model(str(onnx_path))
     except Exception as exc:
         raise EdgeretError(f"{onnx_path}: openvino cannot convert this ONNX model ({exc})") from None
     info: dict[str, Any] = {**_onnx_metadata(onnx_path), **(metadata or {}), "edgeret.precision": precision}
