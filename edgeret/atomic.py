@@ -33,6 +33,19 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return p
 
 
+def staging_folder(out: str | Path) -> Path:
+    """A fresh hidden folder beside ``out`` to build it in (moved into place whole when done);
+    InputError naming ``out`` when its parent cannot hold it."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700; the finished folder is for others to read
+        return staging
+    except OSError as e:
+        raise InputError(out, f"cannot create the output folder here ({e.strerror})") from None
+
+
 def fsync_dir(folder: str | Path) -> None:
     """Make renames and unlinks in ``folder`` survive a power cut (POSIX; a no-op where unsupported)."""
     try:

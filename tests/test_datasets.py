@@ -242,3 +242,23 @@ def test_edgeret_layout_errors(tmp_path):
     csv(c, "image,grade\na.png,1\nmissing.png,2\ngone.png,1\n")
     with check_error(c, "2 of 3 listed images are missing, first 'missing.png' (line 3"):
         load_dataset(tmp_path)
+
+
+def test_data_synth_writes_a_whole_dataset_or_a_one_line_error(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "oct"
+    proc = run_cli("data", "synth", "--modality", "oct", "--n", "12", "--out", str(out), "--height", "64",
+                   "--width", "96")  # 12 > 8: two worker processes
+    assert proc.returncode == 0, proc.stderr
+    ds = load_dataset(out)
+    assert len(ds.samples) == 12 and all(s.path.is_file() for s in ds.samples)
+    assert out.stat().st_mode & 0o777 == 0o755 and [p.name for p in tmp_path.iterdir()] == ["oct"]
+    again = run_cli("data", "synth", "--modality", "oct", "--n", "2", "--out", str(out))
+    assert again.returncode == 2 and again.stderr.strip() == f"edgeret: error: {out}: output folder exists " \
+                                                             "and is not empty; choose another"
+    (tmp_path / "a-file").write_text("x")
+    inside_a_file = tmp_path / "a-file" / "d"
+    blocked = run_cli("data", "synth", "--modality", "oct", "--n", "2", "--out", str(inside_a_file))
+    assert blocked.returncode == 2
+    assert blocked.stderr.strip().startswith(f"edgeret: error: {inside_a_file}: cannot create the output")

@@ -85,6 +85,15 @@ def test_existing_output_needs_force(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "bundle"
+    code, _, err = cli("export", "--device", "x86-cpu", "--tasks", TASK, "-o", str(out))
+    line = error_line(err)
+    assert code == 2 and line.startswith(f"edgeret: error: {out}: cannot create the output folder"), err
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
 def test_bundle_error_is_an_edgeret_error():
     from edgeret.errors import EdgeretError
 

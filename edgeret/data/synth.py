@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.atomic import staging_folder
 from edgeret.errors import EdgeretError, InputError
 from edgeret.imageio import write_image
 
@@ -127,9 +127,8 @@ def synthesize(req: SynthRequest, progress: Callable[[int], None] | None = None)
     out = Path(req.out)
     if out.exists() and any(out.iterdir()):
         raise InputError(out, "output folder exists and is not empty; choose another")
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "images").mkdir(parents=True)
+    staging = staging_folder(out)
+    (staging / "images").mkdir()
     try:
         jobs = [(req, i, staging / "images") for i in range(req.n)]
         rows: list[dict[str, Any]] = []

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import edgeret
+from edgeret.atomic import staging_folder
 from edgeret.bundle import MANIFEST, clean_json, sha256_file, write_manifest
 from edgeret.devices import DeviceProfile
 from edgeret.errors import EdgeretError, InputError
@@ -199,8 +200,7 @@ def export_bundle(host: Any, request: ExportRequest, log: Callable[[str], None] 
     log(f"exporting {', '.join(t.name for t in tasks)} for {profile.name}: {target.format} for "
         f"{target.backend}, precision {' -> '.join(chain)}" + (f" ({gate_note})" if gate_note else ""))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = staging_folder(out)
     try:
         results = []
         for task in tasks:
