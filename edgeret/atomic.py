@@ -33,6 +33,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return p
 
 
+def make_folders(what: str, root: Path, *folders: Path) -> None:
+    """``mkdir -p`` each folder; InputError naming ``root`` and what it is for when that fails."""
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(root, f"cannot create the {what} ({e.strerror})") from None
+
+
 def staging_folder(out: str | Path) -> Path:
     """A fresh hidden folder beside ``out`` to build it in (moved into place whole when done);
     InputError naming ``out`` when its parent cannot hold it."""

@@ -230,15 +230,6 @@ def test_unreadable_captures_are_set_aside_with_the_reason_and_the_rest_still_go
     assert "photo0.json: not valid JSON" in (failed / "photo0.png.error.txt").read_text()
 
 
-def test_agent_and_serve_refuse_bad_arguments_in_one_line(tmp_path):
-    bad_hub = run_cli("agent", "--inbox", str(tmp_path / "i"), "--spool", str(tmp_path / "s"),
-                      "--hub", "ftp://x", "--once")
-    assert bad_hub.returncode == 2 and "is not an http:// or https:// URL" in bad_hub.stderr
-    assert len(bad_hub.stderr.strip().splitlines()) == 1
-    bad_pacs = run_cli("serve", "--store", str(tmp_path / "h"), "--port", "0", "--pacs", "pacs:8042")
-    assert bad_pacs.returncode == 2 and "--pacs" in bad_pacs.stderr
-
-
 def test_the_agent_runs_an_exported_int8_bundle_as_the_camera_does(tmp_path):
     """OCT camera profile (Raspberry Pi 5: LiteRT full-integer INT8): the bundle's quality model and
     encoder grade and encode; the hub's fp32 decoder decodes the stream."""

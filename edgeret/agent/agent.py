@@ -19,7 +19,7 @@ from pathlib import Path
 from edgeret.agent.capture import CaptureProcessor, quality_summary, sidecar_of
 from edgeret.agent.spool import Spool
 from edgeret.agent.upload import Uploader
-from edgeret.atomic import write_bytes_atomic
+from edgeret.atomic import make_folders, write_bytes_atomic
 from edgeret.errors import EdgeretError
 from edgeret.imageio import IMAGE_SUFFIXES
 from edgeret.retry import Backoff
@@ -43,8 +43,7 @@ class Agent:
                  log: Callable[[str], None] = print) -> None:
         self.inbox, self.spool, self.processor, self.uploader = Path(inbox), spool, processor, uploader
         self.done, self.failed = self.inbox / "done", self.inbox / "failed"
-        for folder in (self.inbox, self.done, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        make_folders("inbox", self.inbox, self.inbox, self.done, self.failed)
         self.settle = settle
         self.min_free = min_free_mb * 2**20  # below this, captures wait in the inbox (on the camera disk)
         self.backoff = backoff or Backoff()

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeret.atomic import fsync_dir, write_bytes_atomic
-from edgeret.errors import EdgeretError
+from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
 from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
@@ -45,11 +44,7 @@ class Spool:
         self.root = Path(root)
         self.queue = self.root / "queue"
         self.rejected = self.root / "rejected"
-        try:
-            self.queue.mkdir(parents=True, exist_ok=True)
-            self.rejected.mkdir(exist_ok=True)
-        except OSError as e:
-            raise EdgeretError(f"{self.root}: cannot create the spool ({e.strerror})") from None
+        make_folders("spool", self.root, self.queue, self.rejected)
         self.recover()
 
     def _paths(self, capture_id: str) -> tuple[Path, Path]:

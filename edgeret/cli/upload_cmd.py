@@ -142,7 +142,7 @@ def _from_bundle(args: argparse.Namespace):
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, required=True, help="folder for streams, DICOM and records")
     parser.add_argument("--host", dest="bind", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (0: any free one)")
     parser.add_argument("--pacs", help="DICOMweb base URL to forward to, e.g. http://pacs:8042/dicom-web")
     _token_option(parser)
     parser.add_argument("--cameras", type=Path, metavar="FILE",
@@ -153,6 +153,12 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
     _runtime_options(parser)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return int(text)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeret.atomic import fsync_dir, write_bytes_atomic
+from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
 from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
@@ -28,8 +28,8 @@ class HubStore:
         self.streams, self.dicom_dir = self.root / "streams", self.root / "dicom"
         self.records, self.outbox = self.root / "records", self.root / "outbox"
         self.pacs_rejected = self.root / "pacs-rejected"
-        for folder in (self.streams, self.dicom_dir, self.records, self.outbox, self.pacs_rejected):
-            folder.mkdir(parents=True, exist_ok=True)
+        make_folders("hub store", self.root, self.streams, self.dicom_dir, self.records, self.outbox,
+                     self.pacs_rejected)
         self.recover()
 
     def recover(self) -> list[str]:
