@@ -87,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get(ENV_DEBUG):
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # a path the machine refuses (missing parent, no permission, a file where a folder should
+            # be, disk full): the user's to fix, named in one line
+            print(f"edgeret: error: {exc.filename}: cannot use this path ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 2
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(
             f"edgeret: internal error: {type(exc).__name__}: {first} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgeret.atomic import make_folders
 from edgeret.errors import EdgeretError, InputError
 from edgeret.host import import_optional
 from edgeret.registrations import EvalRequest, TrainRequest
@@ -38,6 +39,7 @@ def _task_with(args: argparse.Namespace, attribute: str):
         raise EdgeretError(f"task '{task.name}' does not support `{attribute}`")
     if not args.data.exists():
         raise InputError(args.data, "dataset folder does not exist")
+    make_folders("output folder", args.out, args.out)  # before loading data or training, not after
     import_optional("torch", "export")
     return task
 
