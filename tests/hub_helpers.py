@@ -80,4 +80,5 @@ def one_spooled_scan(tmp_path: Path):
     agent = make_agent(tmp_path / "inbox", tmp_path / "spool", "http://127.0.0.1:1")
     agent.ingest()
     (item,) = agent.spool.pending()
+    agent.spool.close()  # as when that agent process ends
     return item

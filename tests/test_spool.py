@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
 from edgeret.agent.spool import Spool
+from edgeret.errors import InputError
 from edgeret.hub.store import HubStore
 
 
@@ -34,6 +36,7 @@ def test_spool_recovers_from_an_interrupted_put(tmp_path):
     # a crash after the stream and before its record, and one inside a temp-file write
     (tmp_path / "queue" / f"{_id(2)}.ert").write_bytes(b"orphan")
     (tmp_path / "queue" / f".{_id(3)}.ert.abc.tmp").write_bytes(b"half")
+    spool.close()  # the crashed agent's lock died with it
     again = Spool(tmp_path)
     assert [i.capture_id for i in again.pending()] == [_id(1)]
     assert sorted(p.name for p in (tmp_path / "queue").iterdir()) == [f"{_id(1)}.ert", f"{_id(1)}.json"]
@@ -61,6 +64,7 @@ def test_hub_store_commits_record_last_and_recovers_half_commits(tmp_path):
     (tmp_path / "streams" / f"{_id(2)}.ert").write_bytes(b"s")
     (tmp_path / "dicom" / f"{_id(2)}.dcm").write_bytes(b"d")
     (tmp_path / "outbox" / _id(2)).write_bytes(b"")
+    store.close()
     again = HubStore(tmp_path)
     assert again.ids() == [_id(1)] and again.outbox_ids() == [_id(1)]
     assert sorted(p.name for p in (tmp_path / "streams").iterdir()) == [f"{_id(1)}.ert"]
@@ -68,3 +72,20 @@ def test_hub_store_commits_record_last_and_recovers_half_commits(tmp_path):
     assert again.outbox_ids() == []
     record = json.loads((tmp_path / "records" / f"{_id(1)}.json").read_text())
     assert record["pacs"]["sop_instance_uid"] == "1.2.3"
+
+
+def test_a_second_agent_or_hub_on_the_same_folder_stops_before_touching_it(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.put(_id(1), b"kept", {})
+    (tmp_path / "spool" / "queue" / f"{_id(2)}.ert").write_bytes(b"a put in flight")  # record not yet
+    with pytest.raises(InputError, match=f"this spool is in use by process {os.getpid()}"):
+        Spool(tmp_path / "spool")
+    # the second one's recover never ran: the first agent's write in flight is still there
+    assert (tmp_path / "spool" / "queue" / f"{_id(2)}.ert").read_bytes() == b"a put in flight"
+    store = HubStore(tmp_path / "store")
+    with pytest.raises(InputError, match="this hub store is in use by process"):
+        HubStore(tmp_path / "store")
+    spool.close()
+    store.close()
+    assert [i.capture_id for i in Spool(tmp_path / "spool").pending()] == [_id(1)]
+    assert HubStore(tmp_path / "store").ids() == []

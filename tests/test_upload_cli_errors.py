@@ -40,3 +40,29 @@ def test_a_folder_that_cannot_be_made_is_named_with_its_role(tmp_path, folder):
                        "--hub", "http://127.0.0.1:9", "--once")
     role = {"inbox": "inbox", "spool": "spool", "store": "hub store"}[folder]
     assert _one_error_line(proc).startswith(f"edgeret: error: {blocked}: cannot create the {role} (")
+
+
+def test_a_second_agent_on_a_spool_stops_and_a_killed_one_leaves_no_stale_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["agent", "--inbox", str(tmp_path / "inbox"), "--spool", str(tmp_path / "spool"),
+            "--hub", "http://127.0.0.1:9", "--settle", "0"]
+    first = subprocess.Popen([sys.executable, "-m", "edgeret", *args, "--poll", "0.2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "spool" / ".lock"
+    try:
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert time.monotonic() < deadline and first.poll() is None, "the first agent did not start"
+            time.sleep(0.1)
+        second = run_cli(*args, "--once")
+        assert _one_error_line(second) == (f"edgeret: error: {tmp_path / 'spool'}: this spool is in use by "
+                                           f"process {first.pid}; stop it first, or give another folder")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    after_kill = run_cli(*args, "--once", "--max-wait", "0")
+    assert after_kill.returncode == 0, after_kill.stderr  # the kernel dropped the dead agent's lock

@@ -79,6 +79,7 @@ def test_the_agent_keeps_captures_queued_until_the_hub_is_trusted(tmp_path, cert
     assert untrusted.run_once(max_wait=0.5) != 0
     assert len(untrusted.spool.pending()) == 1
     assert any("certificate does not verify" in line for line in untrusted.lines), untrusted.lines
+    untrusted.spool.close()  # the camera restarts with the right CA file
     trusted = make_agent(inbox, spool, tls_hub.url, tls=client_context(certs / "ca.pem"))
     assert trusted.run_once(max_wait=10) == 0, trusted.lines
     assert not trusted.spool.pending()

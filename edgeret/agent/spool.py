@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
+from edgeret.folder_lock import FolderLock
 from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
@@ -45,7 +46,12 @@ class Spool:
         self.queue = self.root / "queue"
         self.rejected = self.root / "rejected"
         make_folders("spool", self.root, self.queue, self.rejected)
+        self._lock = FolderLock(self.root, "spool")  # before recover: it deletes half-finished puts
         self.recover()
+
+    def close(self) -> None:
+        """Release the spool for another agent (the lock also ends with the process)."""
+        self._lock.release()
 
     def _paths(self, capture_id: str) -> tuple[Path, Path]:
         check_capture_id(capture_id)

@@ -36,8 +36,16 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None)
-    server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys,
-                       on_stop=forwarder.stop if forwarder else lambda: None)
+    def on_stop() -> None:
+        if forwarder:
+            forwarder.stop()
+        store.close()
+
+    try:
+        server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys, on_stop=on_stop)
+    except BaseException:
+        store.close()  # the port was taken: leave the store free for the next try
+        raise
     if forwarder:
         forwarder.start(poll)
     return server

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
+from edgeret.folder_lock import FolderLock
 from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
 
 
@@ -30,7 +31,12 @@ class HubStore:
         self.pacs_rejected = self.root / "pacs-rejected"
         make_folders("hub store", self.root, self.streams, self.dicom_dir, self.records, self.outbox,
                      self.pacs_rejected)
+        self._lock = FolderLock(self.root, "hub store")  # before recover: it deletes half-finished commits
         self.recover()
+
+    def close(self) -> None:
+        """Release the store for another hub (the lock also ends with the process)."""
+        self._lock.release()
 
     def recover(self) -> list[str]:
         """Remove the parts of commits a crash interrupted; returns the file names removed."""
