@@ -33,13 +33,16 @@ class FolderLock:
         handle = open(self.folder / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 - held open on purpose
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another open of the file: another process (or object)
             handle.seek(0)
             holder = handle.read().strip()
             handle.close()
             who = f"process {holder}" if holder.isdigit() else "another process"
             raise InputError(self.folder, f"this {what} is in use by {who}; stop it first, or give "
                                           f"another folder") from None
+        except OSError:  # a file system without locks (some network mounts): run unguarded, as before
+            handle.close()
+            return
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
