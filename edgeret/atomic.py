@@ -33,10 +33,11 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return p
 
 
-def make_folders(what: str, root: Path, *folders: Path) -> None:
-    """``mkdir -p`` each folder; InputError naming ``root`` and what it is for when that fails."""
+def make_folders(what: str, root: Path, *inside: Path) -> None:
+    """``mkdir -p`` ``root`` and the folders ``inside`` it; InputError naming ``root`` and what it is for
+    when that fails."""
     try:
-        for folder in folders:
+        for folder in (root, *inside):
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(root, f"cannot create the {what} ({e.strerror})") from None

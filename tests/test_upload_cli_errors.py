@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from conftest import run_cli
 
@@ -43,11 +48,6 @@ def test_a_folder_that_cannot_be_made_is_named_with_its_role(tmp_path, folder):
 
 
 def test_a_second_agent_on_a_spool_stops_and_a_killed_one_leaves_no_stale_lock(tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     args = ["agent", "--inbox", str(tmp_path / "inbox"), "--spool", str(tmp_path / "spool"),
             "--hub", "http://127.0.0.1:9", "--settle", "0"]
     first = subprocess.Popen([sys.executable, "-m", "edgeret", *args, "--poll", "0.2"],

@@ -43,7 +43,7 @@ class Agent:
                  log: Callable[[str], None] = print) -> None:
         self.inbox, self.spool, self.processor, self.uploader = Path(inbox), spool, processor, uploader
         self.done, self.failed = self.inbox / "done", self.inbox / "failed"
-        make_folders("inbox", self.inbox, self.inbox, self.done, self.failed)
+        make_folders("inbox", self.inbox, self.done, self.failed)
         self.settle = settle
         self.min_free = min_free_mb * 2**20  # below this, captures wait in the inbox (on the camera disk)
         self.backoff = backoff or Backoff()

@@ -201,7 +201,7 @@ def run_bench(args: argparse.Namespace) -> int:
             raise EdgeretError(f"{option} must be at least 1, got {value}")
     if args.warmup < 0:
         raise EdgeretError(f"--warmup must be 0 or more, got {args.warmup}")
-    make_folders("report folder", args.out, args.out)  # before minutes of timing, not after
+    make_folders("report folder", args.out)  # before minutes of timing, not after
     log = _log(args.quiet)
     report = bench.bench_bundle(args.bundle, args.host.backends(), backend=args.backend,
                                 tasks=_names(args.tasks), runs=args.runs, warmup=args.warmup,

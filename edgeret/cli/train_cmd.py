@@ -39,7 +39,7 @@ def _task_with(args: argparse.Namespace, attribute: str):
         raise EdgeretError(f"task '{task.name}' does not support `{attribute}`")
     if not args.data.exists():
         raise InputError(args.data, "dataset folder does not exist")
-    make_folders("output folder", args.out, args.out)  # before loading data or training, not after
+    make_folders("output folder", args.out)  # before loading data or training, not after
     import_optional("torch", "export")
     return task
 
