@@ -49,7 +49,12 @@ from edgeret.entropy import decode_symbols, encode_symbols
 from edgeret.errors import EdgeretError, InputError
 
 LATENT_NAMES = ("y0", "y1", "y2", "y3")
-MAX_DECODE_PIXELS = 1 << 25  # 32 MP: the decoder's activations must fit in memory
+MAX_DECODE_PIXELS = 1 << 25  # 32 MP: the image, latents and symbols must fit in memory (the hub sets less)
+# The decoder's activations cost about 1 GB per coded megapixel (measured on ONNX Runtime), so
+# larger images decode in tiles of TILE_Y0 x TILE_Y0 main-latent cells (32 px each) with a halo of
+# HALO_Y0 cells; the decoder's receptive field is narrower than the halo, so the tiled image equals
+# the whole one (tests/test_codec_tiles.py) and memory stays near that of one 640 x 640 decode.
+TILE_Y0, HALO_Y0 = 16, 2
 
 
 # --- numpy pieces shared with training ----------------------------------------------------
@@ -73,8 +78,9 @@ def to_model_input(image: np.ndarray, bit_depth: int) -> np.ndarray:
 def from_model_output(y: np.ndarray, height: int, width: int, bit_depth: int) -> np.ndarray:
     """float (1, C, H', W') -> uint8/uint16 (H, W) or (H, W, C): cropped, clipped, rounded."""
     maxval = (1 << bit_depth) - 1
-    x = np.clip(np.asarray(y, dtype=np.float32)[0, :, :height, :width], 0.0, 1.0) * np.float32(maxval)
-    x = np.rint(x).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    x = np.clip(np.asarray(y, dtype=np.float32)[0, :, :height, :width], 0.0, 1.0)
+    x *= np.float32(maxval)  # in place: a 12-megapixel photo's float copies are 144 MB each
+    x = np.rint(x, out=x).astype(np.uint8 if bit_depth == 8 else np.uint16)
     return x[0] if x.shape[0] == 1 else np.ascontiguousarray(x.transpose(1, 2, 0))
 
 
@@ -236,12 +242,35 @@ class CodecSession:
             q = decode_symbols(payload, shape, rate.tables[i], source=source)
             symbols.append(q)
             feeds[LATENT_NAMES[i]] = dequantize(q, None if rate.inv_gains is None else rate.inv_gains[i])
-        out = runner.run(feeds)
         ch, cw = coded_size(header.height, header.width, header.scale)
-        image = from_model_output(out["image"], ch, cw, header.bit_depth)
+        image = from_model_output(run_decoder(runner, feeds), ch, cw, header.bit_depth)
         if header.scale == 2:
             image = upscale2(image, header.height, header.width)
         return Decoded(image, header, symbols, rate, time.perf_counter() - start)
+
+
+def run_decoder(runner, feeds: dict[str, np.ndarray], tile: int = TILE_Y0, halo: int = HALO_Y0) -> np.ndarray:
+    """The decoder graph's image for latents y0..y3: whole when it fits one tile, else tile by tile."""
+    rows, cols = feeds[LATENT_NAMES[0]].shape[2:]
+    if rows <= tile + halo and cols <= tile + halo:
+        return runner.run(feeds)["image"]
+    cell = STRIDES[0]
+    out = None
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            r1, c1 = min(r0 + tile, rows), min(c0 + tile, cols)
+            a0, b0 = max(r0 - halo, 0), max(c0 - halo, 0)
+            a1, b1 = min(r1 + halo, rows), min(c1 + halo, cols)
+            part = {}
+            for name, stride in zip(LATENT_NAMES, STRIDES, strict=True):
+                m = cell // stride  # this latent's cells per main-latent cell
+                part[name] = np.ascontiguousarray(feeds[name][:, :, a0 * m:a1 * m, b0 * m:b1 * m])
+            y = runner.run(part)["image"]
+            if out is None:
+                out = np.empty((1, y.shape[1], rows * cell, cols * cell), dtype=np.float32)
+            out[:, :, r0 * cell:r1 * cell, c0 * cell:c1 * cell] = \
+                y[:, :, (r0 - a0) * cell:(r1 - a0) * cell, (c0 - b0) * cell:(c1 - b0) * cell]
+    return out
 
 
 def encode_latents(ys: Sequence[np.ndarray], image_shape: Sequence[int], bit_depth: int, model: CodecModel,

@@ -15,7 +15,8 @@ from edgeret.upload_protocol import HUB_TASKS
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
-              tls=None, cameras: Path | None = None, backend: str = "onnxruntime"):
+              tls=None, cameras: Path | None = None, backend: str = "onnxruntime",
+              max_pixels: int | None = None):
     """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``, HTTPS with ``tls``);
     ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given."""
     from edgeret.hub.pacs import StowClient
@@ -28,7 +29,7 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
     server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
                        pacs=StowClient(pacs, timeout=10) if pacs else None, token=token,
                        log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5,
-                       tls=tls, cameras=cameras).start()
+                       tls=tls, cameras=cameras, **({"max_pixels": max_pixels} if max_pixels else {})).start()
     server.lines = lines
     return server
 
@@ -82,3 +83,18 @@ def one_spooled_scan(tmp_path: Path):
     (item,) = agent.spool.pending()
     agent.spool.close()  # as when that agent process ends
     return item
+
+
+def empty_stream(catalog: CodecCatalog, rate_id: str, width: int, height: int) -> bytes:
+    """A well-formed stream of codec ``rate_id`` declaring ``width`` x ``height`` with empty payloads
+    (an empty payload is a valid coding of an all-lowest-symbol latent): about 200 bytes whatever the
+    size, what an attacker sends a hub. Also used by tools/bench_hub_memory.py."""
+    from edgeret.bitstream import Header, LatentInfo, encode_stream
+
+    model, rate = catalog.rates[rate_id]
+    shapes = model.latent_shapes(height, width)
+    header = Header(codec=rate.id, model_name=rate.model_name, model_hash=rate.model_hash, height=height,
+                    width=width, channels=model.channels, bit_depth=8, modality=model.modality,
+                    latents=tuple(LatentInfo(shape, table.table_id)
+                                  for shape, table in zip(shapes, rate.tables, strict=True)))
+    return encode_stream(header, [b""] * len(shapes))

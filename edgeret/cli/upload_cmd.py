@@ -152,7 +152,17 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
+    parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                        help="largest image a capture's header may declare, checked before decoding "
+                             "(default 12000000: 4000x3000; the hub's peak memory is about 0.65 GB + 30 "
+                             "bytes per pixel)")
     _runtime_options(parser)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -167,6 +177,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from edgeret.grading import Grader
     from edgeret.host import import_optional
     from edgeret.hub.app import build_hub
+    from edgeret.hub.intake import MAX_PIXELS
     from edgeret.hub.pacs import StowClient
     from edgeret.tls import check_pair, server_context
 
@@ -185,7 +196,8 @@ def run_serve(args: argparse.Namespace) -> int:
     grader = Grader(args.host, backend, tasks, threads=args.threads)
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
-                           token=read_token(args.token_file), log=_say, tls=tls, cameras=args.cameras)
+                           token=read_token(args.token_file), log=_say, tls=tls, cameras=args.cameras,
+                           max_pixels=args.max_pixels or MAX_PIXELS)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeret.codec_io import CodecSession
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
-from edgeret.hub.intake import Intake
+from edgeret.hub.intake import MAX_PIXELS, Intake
 from edgeret.hub.pacs import StowClient
 from edgeret.hub.server import HubServer
 from edgeret.hub.store import HubStore
@@ -21,10 +21,11 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
               port: int = DEFAULT_PORT, pacs: StowClient | None = None, token: str | None = None,
               log: Callable[[str], None] = print, backoff: Backoff | None = None,
               poll: float = 5.0, tls: ssl.SSLContext | None = None,
-              cameras: str | Path | None = None) -> HubServer:
+              cameras: str | Path | None = None, max_pixels: int = MAX_PIXELS) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
     stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS; ``cameras``: a file of
-    per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``."""
+    per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``; ``max_pixels``: the
+    largest image a stream's header may declare (checked before decoding)."""
     from edgeret.hub.cameras import CameraKeys
     from edgeret.hub.forwarder import PacsForwarder
 
@@ -35,7 +36,8 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     store = HubStore(store_dir)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
-                    on_commit=forwarder.notify if forwarder else lambda capture_id: None)
+                    on_commit=forwarder.notify if forwarder else lambda capture_id: None,
+                    max_pixels=max_pixels)
     def on_stop() -> None:
         if forwarder:
             forwarder.stop()

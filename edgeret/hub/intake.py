@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from edgeret.bitstream import decode_header
 from edgeret.codec_io import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
@@ -27,10 +28,18 @@ class Refused(Exception):
         self.status = status
 
 
+# The largest image a camera's header may declare: 4000 x 3000, a 12-megapixel fundus camera. The
+# decoder works in tiles (edgeret.codec_io.run_decoder), so what grows with the image is the image
+# itself and its latents: peak memory about 0.65 GB + 30 bytes per declared pixel, 1.0 GB at 12 MP
+# (python tools/bench_hub_memory.py). `edgeret serve --max-pixels` sets another limit.
+MAX_PIXELS = 4000 * 3000
+
+
 class Intake:
     def __init__(self, store: HubStore, codec: CodecSession, grader: Grader, *, forward: bool,
-                 on_commit=lambda capture_id: None) -> None:
+                 on_commit=lambda capture_id: None, max_pixels: int = MAX_PIXELS) -> None:
         self.store, self.codec, self.grader, self.forward = store, codec, grader, forward
+        self.max_pixels = max_pixels
         self.on_commit = on_commit
         self._lock = threading.Lock()  # decoding is CPU-bound; one at a time keeps latency predictable
 
@@ -44,6 +53,7 @@ class Intake:
         if claimed_sha != digest:
             raise Refused(400, f"capture {capture_id[:12]}: body sha256 {digest[:12]}... does not match the "
                                f"header's {claimed_sha[:12]}... (damaged in transit)")
+        self._check_declared_size(capture_id, stream, meta)
         with self._lock:
             known = self.store.record(capture_id)
             if known is not None:
@@ -54,6 +64,18 @@ class Intake:
             self.store.commit(capture_id, stream, record.pop("_dicom"), record, forward=self.forward)
         self.on_commit(capture_id)
         return 201, _answer(record, "stored")
+
+    def _check_declared_size(self, capture_id: str, stream: bytes, meta: dict[str, Any]) -> None:
+        """Read the header only (no pixels allocated) and refuse an image over the hub's limit: a
+        200-byte stream may declare any size, and decoding allocates for what it declares."""
+        source = f"capture {capture_id[:12]} ({meta.get('source_name', 'unnamed')})"
+        try:
+            header, _, _ = decode_header(stream, source=source)
+        except EdgeretError as exc:
+            raise Refused(422, str(exc)) from None
+        if header.height * header.width > self.max_pixels:
+            raise Refused(413, f"{source}: declares a {header.width}x{header.height} image, more than "
+                               f"this hub's limit of {self.max_pixels} pixels")
 
     def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any],
                  camera: str | None) -> dict[str, Any]:
