@@ -47,6 +47,7 @@ from edgeret.codec_catalog import (  # noqa: F401 - re-exported: callers import 
 from edgeret.codec_scale import coded_scale, coded_size, downscale2, upscale2
 from edgeret.entropy import decode_symbols, encode_symbols
 from edgeret.errors import EdgeretError, InputError
+from edgeret.grey_exports import as_grey
 
 LATENT_NAMES = ("y0", "y1", "y2", "y3")
 MAX_DECODE_PIXELS = 1 << 25  # 32 MP: the image, latents and symbols must fit in memory (the hub sets less)
@@ -153,8 +154,9 @@ def image_for(model: CodecModel, image: np.ndarray, source: str) -> np.ndarray:
         raise InputError(source, "the fundus codec needs a colour (RGB) photograph; this image is "
                                  "grayscale (use --modality oct for OCT B-scans)")
     if model.channels == 1 and image.ndim == 3:
-        if np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2]):
-            image = image[:, :, 0]  # grey stored as RGB
+        grey = as_grey(image, source)
+        if grey is not None:
+            image = grey
         else:
             raise InputError(source, "the OCT codec takes grayscale B-scans; this image is colour "
                                      "(use --modality fundus for fundus photographs)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeret.atomic import write_bytes_atomic
 from edgeret.errors import InputError, one_line
+from edgeret.grey_exports import as_grey, coloured_fraction
 from edgeret.image_limits import check_dims
 
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -284,12 +285,14 @@ def _apply_expect(p: Path, arr: np.ndarray, expect: str | None, fmt: str,
     what = f"a {arr.shape[0]}-frame grayscale volume" if volume else "grayscale"
     if expect == "color" and not color:
         raise InputError(p, f"expected a colour image (3 channels), got {what} ({fmt})")
+    if expect == "gray" and color and not volume:
+        grey = as_grey(arr, p)
+        if grey is not None:
+            return grey
+        raise InputError(p, f"expected a grayscale image (1 channel), got a colour {fmt} image "
+                            f"({100 * coloured_fraction(arr):.0f} % of its pixels are coloured)")
     if expect == "gray" and color:
-        first = arr[..., 0]
-        if np.array_equal(first, arr[..., 1]) and np.array_equal(first, arr[..., 2]):
-            return np.ascontiguousarray(first)
-        raise InputError(p, f"expected a grayscale image (1 channel), got a colour {fmt} "
-                            "image (3 channels with different values)")
+        raise InputError(p, f"expected a grayscale image (1 channel), got a colour {fmt} volume")
     return arr
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edgeret.errors import InputError
+from edgeret.grey_exports import as_grey
 from edgeret.imageio import ARRAY, to_float01
 
 _WORK_SIDE = 1024  # FOV search runs on at most this many pixels per side (speed)
@@ -236,14 +237,14 @@ def preprocess_oct(bscan: np.ndarray, size: tuple[int, int] = (512, 512),
     the retina stays at the top rows, where it was acquired. A 640x1024 (HxW)
     scan with scale 0.5 becomes rows 0-319 of a 512x512 input. A scan that
     does not fit after scaling raises InputError (no silent cropping).
-    A 3-channel scan is accepted only if its channels are identical.
+    A 3-channel scan is accepted when it is grey stored as colour (:mod:`edgeret.grey_exports`).
     """
     arr = _check_image(bscan)
     if arr.ndim == 3:
-        if not (np.array_equal(arr[..., 0], arr[..., 1])
-                and np.array_equal(arr[..., 0], arr[..., 2])):
+        grey = as_grey(arr, ARRAY)
+        if grey is None:
             raise InputError(ARRAY, "expected a grayscale B-scan (1 channel), got colour")
-        arr = arr[..., 0]
+        arr = grey
     th, tw = _check_size(size)
     ih, iw = arr.shape
     s = min(tw / iw, th / ih) if scale is None else float(scale)

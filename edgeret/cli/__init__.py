@@ -8,6 +8,7 @@ line and exit non-zero; a traceback only with EDGERET_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -60,8 +61,19 @@ def _warn_failures(host: Host) -> None:
         )
 
 
+def _notes_to_stderr() -> None:
+    """Conversions the user should know about (edgeret.* loggers, warning level) as one line each."""
+    logger = logging.getLogger("edgeret")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("edgeret: note: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _notes_to_stderr()
     pre = argparse.ArgumentParser(add_help=False)
     _global_options(pre)
     early, _ = pre.parse_known_args(argv)
