@@ -16,9 +16,10 @@ from edgeret.upload_protocol import HUB_TASKS
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
               tls=None, cameras: Path | None = None, backend: str = "onnxruntime",
-              max_pixels: int | None = None):
+              max_pixels: int | None = None, **limits: float):
     """A hub serving in a thread on loopback (with its PACS forwarder when ``pacs``, HTTPS with ``tls``);
-    ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given."""
+    ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given; ``limits``: the HTTP
+    server's (``max_connections``, ``request_deadline``, ``idle_timeout``, ``read_timeout``)."""
     from edgeret.hub.pacs import StowClient
     from edgeret.retry import Backoff
 
@@ -29,7 +30,8 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
     server = build_hub(store, codec, Grader(host, backend, HUB_TASKS, threads=1), port=port,
                        pacs=StowClient(pacs, timeout=10) if pacs else None, token=token,
                        log=log or lines.append, backoff=Backoff(first=0.2, cap=1.0), poll=0.5,
-                       tls=tls, cameras=cameras, **({"max_pixels": max_pixels} if max_pixels else {})).start()
+                       tls=tls, cameras=cameras, **({"max_pixels": max_pixels} if max_pixels else {}),
+                       **limits).start()
     server.lines = lines
     return server
 

@@ -156,6 +156,11 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
                         help="largest image a capture's header may declare, checked before decoding "
                              "(default 12000000: 4000x3000; the hub's peak memory is about 0.65 GB + 30 "
                              "bytes per pixel)")
+    parser.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
+                        help="connections served at once (default 64); more get 503 with Retry-After")
+    parser.add_argument("--request-deadline", type=_positive_float, default=None, metavar="SECONDS",
+                        help="time a request's line, headers and body may take from their first byte "
+                             "(default 60); a slower client is cut off")
     _runtime_options(parser)
 
 
@@ -163,6 +168,16 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _port(text: str) -> int:
@@ -194,10 +209,12 @@ def run_serve(args: argparse.Namespace) -> int:
             raise EdgeretError(f"--pacs: {e}") from None
     tasks = task_map(args, args.grade, HUB_TASKS, "--grade")
     grader = Grader(args.host, backend, tasks, threads=args.threads)
+    limits = {name: value for name, value in (("max_connections", args.max_connections),
+                                              ("request_deadline", args.request_deadline)) if value}
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
                            token=read_token(args.token_file), log=_say, tls=tls, cameras=args.cameras,
-                           max_pixels=args.max_pixels or MAX_PIXELS)
+                           max_pixels=args.max_pixels or MAX_PIXELS, **limits)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()

@@ -21,11 +21,13 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
               port: int = DEFAULT_PORT, pacs: StowClient | None = None, token: str | None = None,
               log: Callable[[str], None] = print, backoff: Backoff | None = None,
               poll: float = 5.0, tls: ssl.SSLContext | None = None,
-              cameras: str | Path | None = None, max_pixels: int = MAX_PIXELS) -> HubServer:
+              cameras: str | Path | None = None, max_pixels: int = MAX_PIXELS,
+              **limits: float) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
     stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS; ``cameras``: a file of
     per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``; ``max_pixels``: the
-    largest image a stream's header may declare (checked before decoding)."""
+    largest image a stream's header may declare (checked before decoding); ``limits``: the HTTP server's
+    ``max_connections``, ``request_deadline``, ``idle_timeout`` and ``read_timeout`` (``HubServer``)."""
     from edgeret.hub.cameras import CameraKeys
     from edgeret.hub.forwarder import PacsForwarder
 
@@ -44,7 +46,8 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
         store.close()
 
     try:
-        server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys, on_stop=on_stop)
+        server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys, on_stop=on_stop,
+                           **limits)
     except BaseException:
         store.close()  # the port was taken: leave the store free for the next try
         raise

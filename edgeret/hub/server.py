@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
+import re
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,9 +23,108 @@ from edgeret.bitstream import MAX_STREAM
 from edgeret.errors import one_line
 from edgeret.hub.cameras import CameraKeys
 from edgeret.hub.intake import Intake, Refused
-from edgeret.upload_protocol import CAPTURE_ID, CAPTURE_PATH, DEFAULT_PORT, META_HEADER, SHA_HEADER
+from edgeret.upload_protocol import (
+    CAPTURE_ID,
+    CAPTURE_PATH,
+    DEFAULT_PORT,
+    MAX_META_BYTES,
+    MAX_META_DEPTH,
+    META_HEADER,
+    SHA_HEADER,
+)
 
-SOCKET_TIMEOUT = 60.0  # a camera that stops sending mid-body must not hold a thread forever
+SOCKET_TIMEOUT = 60.0  # the longest wait for one read (and for a TLS handshake)
+REQUEST_DEADLINE = 60.0  # request line, headers and body, from their first byte: a slow-loris client that
+#                          trickles a byte at a time is cut off here, however often it sends
+IDLE_TIMEOUT = 30.0  # a kept-alive connection with no new request is closed after this
+MAX_CONNECTIONS = 64  # connections served at once (one thread each); more are answered 503 + Retry-After
+BUSY_RETRY_AFTER = 5  # seconds, in that 503 (the agent honours it)
+DIGITS = re.compile(r"[0-9]{1,15}")  # a Content-Length: ASCII digits only (str.isdigit() takes '²')
+SINGLE_HEADERS = ("Content-Length", "Transfer-Encoding", "Authorization", "Host", META_HEADER, SHA_HEADER)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's read side with an overall deadline per request, not only a per-read timeout.
+
+    Between requests a read waits at most ``idle`` seconds; the first byte of a request starts its
+    deadline, after which every read waits at most what is left of it (and at most ``per_read``)."""
+
+    def __init__(self, sock: socket.socket, *, idle: float, per_read: float, whole: float) -> None:
+        super().__init__()
+        self.sock, self.idle, self.per_read, self.whole = sock, idle, per_read, whole
+        self.deadline: float | None = None  # None: between requests
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            timeout = self.idle
+        else:
+            timeout = min(self.per_read, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError(f"the request took longer than its {self.whole:g} s deadline")
+        self.sock.settimeout(timeout)
+        n = self.sock.recv_into(buffer)
+        if self.deadline is None and n:
+            self.deadline = time.monotonic() + self.whole
+        return n
+
+
+class _ThreadingServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once: over that, a plain-HTTP client
+    gets 503 with Retry-After (a TLS one is closed: no handshake is spent on it) and the accept loop
+    goes on. Without a cap, every slow or idle connection cost a thread for ever."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
+                 log: Callable[[str], None]) -> None:
+        super().__init__(address, handler)
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._log, self._busy_logged = log, 0.0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._turn_away(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _turn_away(self, request: socket.socket) -> None:
+        now = time.monotonic()
+        if now - self._busy_logged > 10:  # one line per 10 s however many are turned away
+            self._busy_logged = now
+            self._log(f"hub: {self.max_connections} connections open (the limit); turning new ones away "
+                      f"with 503 Retry-After {BUSY_RETRY_AFTER}")
+        if isinstance(request, ssl.SSLSocket):
+            return
+        body = json.dumps({"error": f"the hub is busy ({self.max_connections} connections open); "
+                                    f"retry in {BUSY_RETRY_AFTER} s"}).encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {BUSY_RETRY_AFTER}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        try:
+            request.settimeout(1.0)  # a few hundred bytes into an empty send buffer: does not block
+            request.sendall(head.encode() + body)
+        except OSError:
+            pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An exception a handler did not answer: one log line, no traceback on stderr."""
+        import sys
+
+        self._log(f"hub: connection from {client_address[0]} ended by {one_line(sys.exc_info()[1] or '?')}")
 
 
 class HubServer:
@@ -33,11 +136,13 @@ class HubServer:
     def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
                  log: Callable[[str], None] = print, on_stop: Callable[[], None] = lambda: None,
                  token: str | None = None, tls: ssl.SSLContext | None = None,
-                 cameras: CameraKeys | None = None) -> None:
-        attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras}
+                 cameras: CameraKeys | None = None, max_connections: int = MAX_CONNECTIONS,
+                 request_deadline: float = REQUEST_DEADLINE, idle_timeout: float = IDLE_TIMEOUT,
+                 read_timeout: float = SOCKET_TIMEOUT) -> None:
+        attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras,
+                 "timeout": read_timeout, "request_deadline": request_deadline, "idle_timeout": idle_timeout}
         handler = type("HubHandler", (_Handler,), attrs)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log)
         self.scheme = "https" if tls else "http"
         if tls:
             # the handshake runs in the connection's own thread (see _Handler.handle), under its socket
@@ -77,18 +182,32 @@ class _Handler(BaseHTTPRequestHandler):
     token: str | None = None  # when set, every request must carry "Authorization: Bearer <token>"
     cameras: CameraKeys | None = None  # per-camera tokens instead
     camera: str | None = None  # the camera this request authenticated as
-    timeout = SOCKET_TIMEOUT
+    timeout = SOCKET_TIMEOUT  # per read (StreamRequestHandler sets it on the socket)
+    request_deadline = REQUEST_DEADLINE
+    idle_timeout = IDLE_TIMEOUT
     protocol_version = "HTTP/1.1"
     server_version = "edgeret-hub"
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the base class's reader: replaced by one with a deadline per request
+        self._reader = _DeadlineReader(self.connection, idle=self.idle_timeout, per_read=self.timeout,
+                                       whole=self.request_deadline)
+        self.rfile = io.BufferedReader(self._reader)
+
     def handle(self) -> None:
         if isinstance(self.connection, ssl.SSLSocket):
-            try:
+            try:  # the handshake has one overall deadline (ssl's do_handshake under a socket timeout)
+                self.connection.settimeout(min(self.timeout, self.request_deadline))
                 self.connection.do_handshake()
             except (ssl.SSLError, OSError) as e:  # plain HTTP, an untrusted client, a silent one
                 self.log(f"hub: TLS handshake with {self.client_address[0]} failed: {one_line(e)}")
                 return
         super().handle()
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = None  # idle until the next request's first byte
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per capture comes from do_PUT instead of one per request
@@ -96,9 +215,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body, sort_keys=True).encode()
         try:
+            self.connection.settimeout(self.timeout)  # the reads left it at what remained of the deadline
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
         except OSError as e:  # the camera's timeout ran out while the hub graded: it asks again
@@ -117,7 +239,60 @@ class _Handler(BaseHTTPRequestHandler):
         self._refuse(401, "missing or wrong hub token (Authorization: Bearer ...)")
         return False
 
+    def _framing(self) -> int | None:
+        """The body's length from strictly parsed framing headers, or None when refused (answered).
+
+        One Content-Length of plain ASCII digits, no Transfer-Encoding (chunked beside a length is how
+        requests are smuggled past a proxy that reads the other one), no second copy of a header that
+        decides what the request is."""
+        for name in SINGLE_HEADERS:
+            if len(self.headers.get_all(name) or []) > 1:
+                self._refuse(400, f"header {name} given more than once")
+                return None
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._refuse(400, "Transfer-Encoding is not accepted; send the body with a Content-Length")
+            return None
+        length = self.headers.get("Content-Length")
+        if length is None:
+            if self.command == "PUT":
+                self._refuse(411, "Content-Length is required")
+                return None
+            return 0
+        if not DIGITS.fullmatch(length):
+            self._refuse(400, f"Content-Length {length[:20]!r} is not a number of bytes")
+            return None
+        return int(length)
+
+    def _meta(self) -> dict[str, Any] | None:
+        """The capture's metadata header as a JSON object of bounded size and depth, or None (answered)."""
+        raw = self.headers.get(META_HEADER) or "{}"
+        problem = None
+        if len(raw) > MAX_META_BYTES:
+            problem = f"is {len(raw)} bytes, more than {MAX_META_BYTES}"
+        else:
+            try:
+                meta = json.loads(raw)
+            except RecursionError:  # nested ~1000 levels: the parser gives up
+                problem = f"is nested more than {MAX_META_DEPTH} levels deep"
+            except ValueError as e:
+                problem = f"is not JSON ({one_line(e, 80)})"
+            else:
+                if not isinstance(meta, dict):
+                    problem = "is not a JSON object"
+                elif _depth(meta) > MAX_META_DEPTH:
+                    problem = f"is nested more than {MAX_META_DEPTH} levels deep"
+        if problem:
+            self._refuse(400, f"header {META_HEADER} {problem}")
+            return None
+        return meta
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        length = self._framing()
+        if length is None:
+            return
+        if length:  # a GET's body would be read as the next request
+            self._refuse(400, "a GET request has no body")
+            return
         if self.path != "/v1/health" and not self._authorised():
             return
         if self.path == "/v1/health":
@@ -137,29 +312,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, record)
 
     def do_PUT(self) -> None:  # noqa: N802
-        if not self._authorised():  # before reading a byte of the body
+        length = self._framing()  # nothing of the body is read before these checks
+        if length is None or not self._authorised():
             return
         match = CAPTURE_PATH.match(self.path)
         if not match:
             self._refuse(404, f"no such endpoint: PUT {self.path}")
             return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._refuse(411, "Content-Length is required")
-            return
-        if int(length) > MAX_STREAM:
+        if length > MAX_STREAM:
             self._refuse(413, f"{length} bytes is larger than any .ert stream (limit {MAX_STREAM})")
             return
-        body = self.rfile.read(int(length))
-        if len(body) < int(length):  # the camera's connection broke mid-body: nothing to answer, nothing kept
-            self.close_connection = True
+        meta = self._meta()
+        if meta is None:
             return
         try:
-            meta = json.loads(self.headers.get(META_HEADER) or "{}")
-            if not isinstance(meta, dict):
-                raise ValueError("not an object")
-        except ValueError as e:
-            self._refuse(400, f"header {META_HEADER} is not a JSON object ({e})")
+            body = self.rfile.read(length)
+        except TimeoutError as e:  # the request's deadline passed mid-body (or one read waited too long)
+            self._refuse(408, f"the body did not arrive in time ({one_line(e)})", meta)
+            return
+        if len(body) < length:  # the camera's connection broke mid-body: nothing to answer, nothing kept
+            self.close_connection = True
             return
         try:
             status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta,
@@ -181,3 +353,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.log(f"refused {self.path} ({(meta or {}).get('source_name', '?')}): HTTP {status}: {message}")
         self.close_connection = True  # the body may be unread; do not reuse the connection
         self._send(status, {"error": message})
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (without recursing: the value may be deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

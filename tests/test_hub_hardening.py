@@ -1,0 +1,148 @@
+"""The hub against hostile or broken clients (issue 24): strict request framing, bounded metadata,
+a deadline per request, a cap on connections. Real sockets on loopback, a real hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import select
+import socket
+import threading
+import time
+
+import pytest
+from hub_helpers import start_hub
+
+from edgeret.upload_protocol import META_HEADER, SHA_HEADER
+
+pytest.importorskip("pydicom")
+
+ID = "ab" * 32
+BODY = b"x" * 10
+
+
+def _port(hub) -> int:
+    return int(hub.url.rsplit(":", 1)[1])
+
+
+def _exchange(port: int, request: bytes, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read until the hub closes: (status, headers, body) of its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, body
+
+
+def _put(headers: list[str], body: bytes = BODY) -> bytes:
+    sha = hashlib.sha256(body).hexdigest()
+    lines = [f"PUT /v1/captures/{ID} HTTP/1.1", "Host: 127.0.0.1", f"{SHA_HEADER}: {sha}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    server = start_hub(store)
+    server.store_dir = store
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("headers", "says"), [
+    (["Content-Length: 10", "Content-Length: 10"], "Content-Length given more than once"),
+    (["Content-Length: 10", "Content-Length: 4"], "Content-Length given more than once"),
+    (["Content-Length: 10", "Transfer-Encoding: chunked"], "Transfer-Encoding is not accepted"),
+    (["Transfer-Encoding: chunked"], "Transfer-Encoding is not accepted"),
+    (["Content-Length: \u00b2"], "is not a number of bytes"),  # str.isdigit() says yes; int() raises
+    (["Content-Length: 1_0"], "is not a number of bytes"),
+    (["Content-Length: 10", f"{META_HEADER}: {{}}", f"{META_HEADER}: {{}}"], "given more than once"),
+    (["Content-Length: 10", f'{META_HEADER}: {{"a": {"[" * 985}{"]" * 985}}}'], "nested"),
+    (["Content-Length: 10", f'{META_HEADER}: {{"a": {"[" * 20}{"]" * 20}}}'], "nested more than 8 levels"),
+    (["Content-Length: 10", f'{META_HEADER}: {{"a": "{"x" * 20000}"}}'], "more than 16384"),
+    (["Content-Length: 10", f"{META_HEADER}: [1, 2]"], "is not a JSON object"),
+])
+def test_ambiguous_framing_and_hostile_metadata_get_a_400_with_one_line(hub, capfd, headers, says):
+    status, answer_headers, body = _exchange(_port(hub), _put(headers))
+    error = json.loads(body)["error"]
+    assert status == 400 and says in error, (status, body)
+    assert "\n" not in error and answer_headers["Connection"] == "close"
+    assert "Traceback" not in capfd.readouterr().err
+    assert not list((hub.store_dir / "records").iterdir())  # nothing of it was stored
+
+
+def test_a_get_with_a_body_is_refused_rather_than_read_as_the_next_request(hub):
+    smuggled = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)) + smuggled
+    status, _, body = _exchange(_port(hub), request)
+    assert status == 400 and "has no body" in json.loads(body)["error"]
+
+
+def _trickle(sockets: list[socket.socket], guard: float) -> list[float]:
+    """One byte per socket every 0.1 s until the hub closes each; the time each was closed (inf: open
+    when the guard ran out)."""
+    start, closed = time.monotonic(), [float("inf")] * len(sockets)
+    while time.monotonic() - start < guard and float("inf") in closed:
+        for i, sock in enumerate(sockets):
+            if closed[i] != float("inf"):
+                continue
+            try:
+                if select.select([sock], [], [], 0)[0] and not sock.recv(4096):
+                    raise ConnectionResetError("closed by the hub")
+                sock.sendall(b"a")
+            except OSError:
+                closed[i] = time.monotonic() - start
+        time.sleep(0.1)
+    return closed
+
+
+def test_slow_loris_connections_are_cut_at_the_request_deadline_and_others_still_served(tmp_path):
+    """The old hub's 60 s timeout was per read: a byte every 0.1 s kept a connection (and its thread)
+    for ever. Now the request line, headers and body must arrive within the request deadline."""
+    hub = start_hub(tmp_path / "store", request_deadline=1.5, read_timeout=10, idle_timeout=10)
+    try:
+        sockets = [socket.create_connection(("127.0.0.1", _port(hub)), timeout=5) for _ in range(20)]
+        for sock in sockets:
+            sock.sendall(f"PUT /v1/captures/{ID} HTTP/1.1\r\nX-Pad: ".encode())
+        served = []
+        checker = threading.Thread(target=lambda: served.append(
+            _exchange(_port(hub), b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]))
+        checker.start()
+        closed = _trickle(sockets, guard=30.0)
+        checker.join(30)
+        for sock in sockets:
+            sock.close()
+    finally:
+        hub.stop()
+    print(f"slow connections closed by the hub after {min(closed):.1f}-{max(closed):.1f} s")
+    assert float("inf") not in closed, f"{closed.count(float('inf'))} of 20 still open after 30 s"
+    assert served == [200]
+
+
+def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_bounded(tmp_path):
+    hub = start_hub(tmp_path / "store", max_connections=3, idle_timeout=30)
+    port = _port(hub)
+    idle = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        turned_away = [_exchange(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n") for _ in range(5)]
+        workers = [t for t in threading.enumerate() if "process_request_thread" in t.name]
+        for sock in idle:
+            sock.close()  # their threads end; the slots come back
+        deadline, status = time.monotonic() + 30, None
+        while time.monotonic() < deadline and status != 200:
+            status = _exchange(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+            time.sleep(0.05)
+    finally:
+        for sock in idle:
+            sock.close()
+        hub.stop()
+    assert [s for s, _, _ in turned_away] == [503] * 5
+    assert all(h["Retry-After"] == "5" and "busy" in json.loads(b)["error"] for _, h, b in turned_away)
+    assert len(workers) <= 3, [t.name for t in workers]
+    assert status == 200  # once the idle ones left, the hub serves again
+    assert any("connections open (the limit)" in line for line in hub.lines)
