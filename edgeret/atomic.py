@@ -9,8 +9,11 @@ from pathlib import Path
 from edgeret.errors import InputError
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Temp file in the target folder, fsync, os.replace; InputError naming the file on failure."""
+def write_bytes_atomic(path: str | Path, data: bytes, *, mode: int = 0o644) -> Path:
+    """Temp file in the target folder, fsync, os.replace; InputError naming the file on failure.
+
+    ``mode``: the file's permissions, whatever the umask (0o600 for patient data: the temp file is
+    created 0600 and keeps that mode until it is complete, so it is never readable by others)."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -22,7 +25,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        if mode != 0o600:
+            os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, p)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
@@ -33,12 +37,15 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     return p
 
 
-def make_folders(what: str, root: Path, *inside: Path) -> None:
+def make_folders(what: str, root: Path, *inside: Path, mode: int | None = None) -> None:
     """``mkdir -p`` ``root`` and the folders ``inside`` it; InputError naming ``root`` and what it is for
-    when that fails."""
+    when that fails. ``mode`` (e.g. 0o700 for patient data): set on each of them, also on folders that
+    existed already (an older version made them 0755), whatever the umask."""
     try:
         for folder in (root, *inside):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, **({"mode": mode} if mode is not None else {}))
+            if mode is not None:
+                os.chmod(folder, mode)
     except OSError as e:
         raise InputError(root, f"cannot create the {what} ({e.strerror})") from None
 

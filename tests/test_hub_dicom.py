@@ -37,7 +37,8 @@ def gray16(h: int = 64, w: int = 48) -> np.ndarray:
 
 def test_gray8_round_trip_and_tags() -> None:
     img = RNG.integers(0, 256, (37, 53), dtype=np.uint8)  # odd pixel count: pixel data gets padded
-    data = capture_to_dicom(img, capture_id=new_id(), modality="oct", bit_depth=8)
+    capture_id = new_id()
+    data = capture_to_dicom(img, capture_id=capture_id, modality="oct", bit_depth=8)
     assert data[128:132] == b"DICM"
     pixels, ds = read_capture_dicom(data)
     assert pixels.dtype == np.uint8 and pixels.shape == img.shape
@@ -47,7 +48,8 @@ def test_gray8_round_trip_and_tags() -> None:
     assert ds.Modality == "OPT" and ds.SeriesDescription == "edgeret hub: oct"
     assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (8, 8, 7)
     assert ds.PhotometricInterpretation == "MONOCHROME2" and ds.SamplesPerPixel == 1
-    assert ds.PatientID == "ANONYMOUS" and str(ds.PatientName) == "Anonymous"
+    # no patient fields: a pseudonymous id of this capture's own, never one shared 'ANONYMOUS' (issue 24)
+    assert ds.PatientID == f"EDGERET-{capture_id[:24].upper()}" and str(ds.PatientName) == "Anonymous"
     assert "ImageComments" not in ds and "ImageLaterality" not in ds
 
 

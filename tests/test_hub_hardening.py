@@ -1,5 +1,6 @@
 """The hub against hostile or broken clients (issue 24): strict request framing, bounded metadata,
-a deadline per request, a cap on connections. Real sockets on loopback, a real hub."""
+a deadline per request, a cap on connections, health without folder listings, patient fields checked
+before decoding, no forged log lines. Real sockets on loopback, a real hub."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import select
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
-from hub_helpers import start_hub
+from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
 
+from edgeret.agent.upload import Uploader
+from edgeret.hub.dicom_out import pseudonymous_patient_id
 from edgeret.upload_protocol import META_HEADER, SHA_HEADER
 
-pytest.importorskip("pydicom")
+pydicom = pytest.importorskip("pydicom")
 
 ID = "ab" * 32
 BODY = b"x" * 10
@@ -146,3 +150,78 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
     assert len(workers) <= 3, [t.name for t in workers]
     assert status == 200  # once the idle ones left, the hub serves again
     assert any("connections open (the limit)" in line for line in hub.lines)
+
+
+def _health(hub) -> dict:
+    return json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=10).read())
+
+
+@pytest.fixture(scope="module")
+def uploaded(tmp_path_factory):
+    """A hub that received two captures (no patient fields) from a real agent."""
+    root = tmp_path_factory.mktemp("uploaded")
+    write_captures(root / "inbox", n_fundus=1, n_oct=1, seed=3)
+    hub = start_hub(root / "store")
+    agent = make_agent(root / "inbox", root / "spool", hub.url)
+    assert agent.run_once(max_wait=120) == 0, agent.lines
+    agent.spool.close()
+    hub.root = root
+    yield hub
+    hub.stop()
+
+
+def test_health_counts_are_kept_in_memory_not_listed_from_the_records_folder(uploaded):
+    """The old hub listed every record per health call (0.36 s at 100,000). Structural check: with the
+    records folder moved away the counts are unchanged, so the call did not look at it; they agree with
+    the folder, and a hub restarted on the store counts the same."""
+    store = uploaded.root / "store"
+    before = _health(uploaded)
+    (store / "records").rename(store / "records.away")
+    try:
+        without_folder = _health(uploaded)
+    finally:
+        (store / "records.away").rename(store / "records")
+    assert before == without_folder == {"status": "ok", "captures": 2, "pacs_waiting": 0}
+    assert before["captures"] == len(list((store / "records").glob("*.json")))
+
+
+def test_captures_without_patient_fields_get_distinct_pseudonymous_patient_ids(uploaded):
+    store = uploaded.root / "store"
+    records = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    ids = {r["dicom"]["patient_id"] for r in records}
+    assert len(ids) == 2 and all(i.startswith("EDGERET-") for i in ids), ids
+    for record in records:
+        ds = pydicom.dcmread(store / "dicom" / f"{record['capture_id']}.dcm")
+        assert ds.PatientID == record["dicom"]["patient_id"] == pseudonymous_patient_id(record["capture_id"])
+        assert ds.PatientID != "ANONYMOUS"
+
+
+@pytest.mark.parametrize(("patient", "says"), [
+    ("Jane Doe", "patient must be an object"),
+    (["Jane"], "patient must be an object"),
+    ({"patient_id": 12345}, "patient_id must be a string"),
+    ({"patient_id": "x" * 65}, "at most 64 printable"),
+    ({"patient_name": "Doe\nJane"}, "at most 64 printable"),
+    ({"laterality": "left"}, "laterality must be 'L' or 'R'"),
+    ({"birth_date": "19700101"}, "unknown patient keys"),
+])
+def test_malformed_patient_fields_are_refused_before_decoding(tmp_path, uploaded, patient, says):
+    """A truncated stream: had the hub decoded it, it would say so; it names the patient field instead.
+    (The old hub stored a capture whose patient was a string, silently without the patient.)"""
+    item = one_spooled_scan(tmp_path)
+    stream = item.read_stream()[:-40]
+    sent = Uploader(uploaded.url).send(hashlib.sha256(stream).hexdigest(), stream,
+                                       {**item.meta, "patient": patient})
+    assert sent.kind == "rejected" and "HTTP 422" in sent.detail and says in sent.detail, sent
+    assert "patient fields" in sent.detail and "truncated" not in sent.detail
+
+
+def test_camera_text_cannot_forge_log_lines(uploaded):
+    """A newline (or an escape sequence) in what a camera sends is escaped in every log line."""
+    item_id = "cd" * 32
+    forged = "photo.png\nrefused /v1/captures/x: HTTP 401: fake line\x1b[2J"
+    sent = Uploader(uploaded.url).send(item_id, b"not a stream", {"source_name": forged})
+    assert sent.kind == "rejected"
+    lines = [line for line in uploaded.lines if "photo.png" in line]
+    assert lines and all("\n" not in line and "\x1b" not in line for line in uploaded.lines)
+    assert "photo.png\\nrefused" in lines[0] and "\\x1b[2J" in lines[0]

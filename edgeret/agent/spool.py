@@ -10,6 +10,8 @@ Crash safety comes from the order of writes, not from a database:
   points at nothing.
 * a stream the hub refuses for good is moved to ``rejected/`` with the hub's
   reason, never deleted: a person decides what to do with it.
+
+Files are written 0600 in 0700 folders (patient data), whatever the umask.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
 from edgeret.folder_lock import FolderLock
 from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
+
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700  # streams and records hold patient data: the agent's user only
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Spool:
         self.root = Path(root)
         self.queue = self.root / "queue"
         self.rejected = self.root / "rejected"
-        make_folders("spool", self.root, self.queue, self.rejected)
+        make_folders("spool", self.root, self.queue, self.rejected, mode=PRIVATE_FOLDER)
         self._lock = FolderLock(self.root, "spool")  # before recover: it deletes half-finished puts
         self.recover()
 
@@ -76,9 +80,9 @@ class Spool:
         stream_path, record_path = self._paths(capture_id)
         if record_path.exists():
             return False
-        write_bytes_atomic(stream_path, stream)
+        write_bytes_atomic(stream_path, stream, mode=PRIVATE_FILE)
         record = {**meta, "capture_id": capture_id, "stream_bytes": len(stream), "queued_at": time.time()}
-        write_bytes_atomic(record_path, json.dumps(record, sort_keys=True).encode())
+        write_bytes_atomic(record_path, json.dumps(record, sort_keys=True).encode(), mode=PRIVATE_FILE)
         fsync_dir(self.queue)
         return True
 
@@ -106,7 +110,8 @@ class Spool:
     def reject(self, capture_id: str, reason: str) -> Path:
         """Move a stream the hub refused for good to ``rejected/``, with the reason beside it."""
         stream_path, record_path = self._paths(capture_id)
-        write_bytes_atomic(self.rejected / f"{capture_id}.reason.txt", (reason + "\n").encode())
+        write_bytes_atomic(self.rejected / f"{capture_id}.reason.txt", (reason + "\n").encode(),
+                           mode=PRIVATE_FILE)
         os.replace(stream_path, self.rejected / stream_path.name)
         os.replace(record_path, self.rejected / record_path.name)
         fsync_dir(self.queue)

@@ -97,6 +97,14 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
     _runtime_options(parser)
 
 
+def private_umask() -> None:
+    """Files and folders this process creates are its user's alone (captures, streams, records and DICOM
+    hold patient data; the stores also set their modes explicitly)."""
+    import os
+
+    os.umask(0o077)
+
+
 def run_agent(args: argparse.Namespace) -> int:
     from edgeret.agent.agent import Agent
     from edgeret.agent.capture import CaptureProcessor, PluginCodec
@@ -106,6 +114,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from edgeret.retry import Backoff
     from edgeret.tls import client_context
 
+    private_umask()
     tls = client_context(args.ca_file) if args.ca_file else None
     uploader = Uploader(args.hub, timeout=args.timeout, token=read_token(args.token_file), tls=tls)
     if args.bundle is not None:
@@ -196,6 +205,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from edgeret.hub.pacs import StowClient
     from edgeret.tls import check_pair, server_context
 
+    private_umask()
     check_pair(args.tls_cert, args.tls_key)
     tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     import_optional("pydicom", "dicom")

@@ -11,7 +11,7 @@ from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
 from edgeret.hub.intake import MAX_PIXELS, Intake
 from edgeret.hub.pacs import StowClient
-from edgeret.hub.server import HubServer
+from edgeret.hub.server import HubServer, safe_log
 from edgeret.hub.store import HubStore
 from edgeret.retry import Backoff
 from edgeret.upload_protocol import DEFAULT_PORT
@@ -34,6 +34,7 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     if cameras is not None and token is not None:
         raise EdgeretError("give either per-camera tokens (--cameras) or one shared token (--token-file or "
                            "$EDGERET_HUB_TOKEN), not both")
+    log = safe_log(log)  # every line: cameras' file names and metadata end up in some of them
     keys = CameraKeys(cameras, log=log) if cameras is not None else None
     store = HubStore(store_dir)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
@@ -47,7 +48,7 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
 
     try:
         server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys, on_stop=on_stop,
-                           **limits)
+                           problems=forwarder.problems if forwarder else list, **limits)
     except BaseException:
         store.close()  # the port was taken: leave the store free for the next try
         raise

@@ -88,8 +88,12 @@ def _pixel_layout(image: np.ndarray, bit_depth: int) -> tuple[int, str, int]:
 PATIENT_KEYS = ("patient_id", "patient_name", "laterality", "study_description")
 
 
-def _check_patient(patient: Mapping[str, str]) -> dict[str, str]:
-    """Patient fields as given, or ValueError: a PACS must not get a silently altered identity."""
+def check_patient(patient: Any) -> dict[str, str]:
+    """Patient fields as given, or ValueError: a PACS must not get a silently altered identity. The hub
+    runs this on the camera's metadata before decoding (edgeret.hub.intake) and again when writing."""
+    if not isinstance(patient, Mapping):
+        raise ValueError(f"patient must be an object with the keys {', '.join(PATIENT_KEYS)}, "
+                         f"got {type(patient).__name__}")
     unknown = set(patient) - set(PATIENT_KEYS)
     if unknown:
         raise ValueError(f"unknown patient keys {sorted(unknown)}; known: {', '.join(PATIENT_KEYS)}")
@@ -102,6 +106,17 @@ def _check_patient(patient: Mapping[str, str]) -> dict[str, str]:
     if patient.get("laterality") not in (None, "L", "R"):
         raise ValueError(f"laterality must be 'L' or 'R', got {patient['laterality']!r}")
     return dict(patient)
+
+
+def pseudonymous_patient_id(capture_id: str) -> str:
+    """The PatientID of a capture that came without one: unique to the capture, never shared.
+
+    One per capture, not one per camera and day: a camera and day id would merge every unidentified
+    person that camera saw that day into one patient (the shared 'ANONYMOUS' bug, smaller). A person
+    split over several pseudonyms can be merged in the PACS later; people wrongly merged cannot be
+    safely split. Derived from the capture id, so a re-sent capture gets the same id."""
+    _check_capture_id(capture_id)
+    return f"EDGERET-{capture_id[:24].upper()}"
 
 
 def _value(v: Any) -> str:
@@ -141,7 +156,7 @@ def capture_to_dicom(
         raise ValueError(f"modality must be 'oct' or 'fundus', got {modality!r}")
     spp, photometric, bits_allocated = _pixel_layout(image, bit_depth)
     _check_capture_id(capture_id)
-    patient = _check_patient(patient or {})
+    patient = check_patient(patient or {})
     pydicom = _pydicom()
     import edgeret
 
@@ -173,7 +188,7 @@ def capture_to_dicom(
     ds.StudyDescription = patient.get("study_description", "")
     ds.SeriesDescription = f"edgeret hub: {modality}"
     ds.PatientName = patient.get("patient_name", "Anonymous")
-    ds.PatientID = patient.get("patient_id", "ANONYMOUS")
+    ds.PatientID = patient.get("patient_id") or pseudonymous_patient_id(capture_id)
     ds.PatientBirthDate, ds.PatientSex = "", ""
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
     ds.SeriesNumber, ds.InstanceNumber = 1, 1

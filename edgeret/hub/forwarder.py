@@ -5,6 +5,11 @@ stopped; a PACS that is down is retried with back-off; a PACS that refuses an
 object for good (4xx) gets it set aside with its reason, not retried forever.
 The DICOM UIDs are derived from the capture id, so sending an object twice
 (a crash between the PACS's answer and our note of it) stores it once.
+
+Nothing ends the forwarder's thread but ``stop``: a local failure (the disk
+full when the record notes a delivery, a DICOM file that cannot be read) is
+logged and retried with the same back-off, and ``problem`` says what is wrong
+until a delivery succeeds again (``GET /v1/health`` reports it as "degraded").
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from edgeret.errors import EdgeretError, one_line
 from edgeret.hub.pacs import PacsError, StowClient
 from edgeret.hub.store import HubStore
 from edgeret.retry import Backoff
@@ -27,6 +33,22 @@ class PacsForwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.next_attempt = 0.0  # monotonic; a new upload does not shorten a back-off
+        self.problem: str | None = None  # what the last pass failed on; None once a delivery succeeds
+
+    def problems(self) -> list[str]:
+        """For the health answer: why objects are not reaching the PACS now (empty: they are)."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return ["PACS forwarder: its thread has stopped"]
+        return [f"PACS forwarder: {self.problem}"] if self.problem else []
+
+    def _failed(self, problem: str) -> int:
+        """Note a failure, back off, log one line; returns how many objects wait."""
+        delay = self.backoff.failed()
+        self.next_attempt = time.monotonic() + delay
+        self.problem = problem
+        waiting = len(self.store.outbox_ids())
+        self.log(f"PACS: {problem}; {waiting} waiting, next try in {delay:.1f} s")
+        return waiting
 
     def notify(self, capture_id: str = "") -> None:
         """A new object is in the outbox: try now rather than at the next poll."""
@@ -40,26 +62,37 @@ class PacsForwarder:
             if self._stop.is_set():
                 break
             try:
-                uid = self.client.store(self.store.dicom_path(capture_id).read_bytes())
+                dicom = self.store.dicom_path(capture_id).read_bytes()
+            except OSError as exc:
+                return self._failed(f"cannot read the DICOM of {capture_id[:12]} ({one_line(exc)})")
+            try:
+                uid = self.client.store(dicom)
             except PacsError as exc:
                 if exc.transient:
-                    delay = self.backoff.failed()
-                    self.next_attempt = time.monotonic() + delay
-                    waiting = len(self.store.outbox_ids())
-                    self.log(f"PACS: {exc}; {waiting} waiting, next try in {delay:.1f} s")
-                    return len(self.store.outbox_ids())
-                self.store.pacs_refused(capture_id, str(exc))
+                    return self._failed(str(exc))
+                try:
+                    self.store.pacs_refused(capture_id, str(exc))
+                except (OSError, EdgeretError) as local:
+                    return self._failed(f"cannot set {capture_id[:12]} aside ({one_line(local)})")
                 self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside in pacs-rejected/")
                 continue
+            try:
+                self.store.forwarded(capture_id, {"sop_instance_uid": uid, "forwarded_at": time.time(),
+                                                  "url": self.client.base_url})
+            except (OSError, EdgeretError) as exc:  # the disk is full...: the PACS will get it once more
+                return self._failed(f"the PACS has {capture_id[:12]} but its record cannot be updated "
+                                    f"({one_line(exc)}); sending it again later")
             self.backoff.succeeded()
-            self.store.forwarded(capture_id, {"sop_instance_uid": uid, "forwarded_at": time.time(),
-                                              "url": self.client.base_url})
+            self.problem = None
             self.log(f"PACS: stored {capture_id[:12]} as {uid}")
         return len(self.store.outbox_ids())
 
     def _loop(self, poll: float) -> None:
         while not self._stop.is_set():
-            waiting = self.forward_pending()
+            try:
+                waiting = self.forward_pending()
+            except Exception as exc:  # a bug must not end deliveries until a restart
+                waiting = self._failed(f"forwarder error {type(exc).__name__}: {one_line(exc)}")
             backing_off = waiting and self.backoff.failures
             wait = max(0.05, self.next_attempt - time.monotonic()) if backing_off else poll
             self._wake.wait(timeout=wait)

@@ -17,7 +17,7 @@ from edgeret.bitstream import decode_header
 from edgeret.codec_io import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
-from edgeret.hub.dicom_out import capture_to_dicom, capture_uids
+from edgeret.hub.dicom_out import capture_to_dicom, capture_uids, check_patient, pseudonymous_patient_id
 from edgeret.hub.store import HubStore
 from edgeret.upload_protocol import CAPTURE_ID
 
@@ -53,6 +53,7 @@ class Intake:
         if claimed_sha != digest:
             raise Refused(400, f"capture {capture_id[:12]}: body sha256 {digest[:12]}... does not match the "
                                f"header's {claimed_sha[:12]}... (damaged in transit)")
+        patient = self._check_patient(capture_id, meta)
         self._check_declared_size(capture_id, stream, meta)
         with self._lock:
             known = self.store.record(capture_id)
@@ -60,10 +61,19 @@ class Intake:
                 if known["stream_sha256"] != digest:
                     raise Refused(409, f"capture {capture_id[:12]} is already stored with a different stream")
                 return 200, _answer(known, "already stored")
-            record = self._process(capture_id, stream, digest, meta, camera)
+            record = self._process(capture_id, stream, digest, meta, camera, patient)
             self.store.commit(capture_id, stream, record.pop("_dicom"), record, forward=self.forward)
         self.on_commit(capture_id)
         return 201, _answer(record, "stored")
+
+    def _check_patient(self, capture_id: str, meta: dict[str, Any]) -> dict[str, str]:
+        """The camera's patient fields as the DICOM will carry them, or 422 before any decoding: a PACS
+        must not get a silently dropped or altered identity."""
+        patient = meta.get("patient")
+        try:
+            return check_patient({} if patient is None else patient)
+        except ValueError as exc:
+            raise Refused(422, f"capture {capture_id[:12]}: patient fields: {exc}") from None
 
     def _check_declared_size(self, capture_id: str, stream: bytes, meta: dict[str, Any]) -> None:
         """Read the header only (no pixels allocated) and refuse an image over the hub's limit: a
@@ -78,7 +88,7 @@ class Intake:
                                f"this hub's limit of {self.max_pixels} pixels")
 
     def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any],
-                 camera: str | None) -> dict[str, Any]:
+                 camera: str | None, patient: dict[str, str]) -> dict[str, Any]:
         source = f"capture {capture_id[:12]} ({meta.get('source_name', 'unnamed')})"
         try:
             decoded = self.codec.decode_bytes(stream, source=source)
@@ -89,7 +99,6 @@ class Intake:
             findings = self.grader.grade(decoded.image, modality, source)
         except EdgeretError as exc:
             raise Refused(422, str(exc)) from None
-        patient = meta.get("patient") if isinstance(meta.get("patient"), dict) else {}
         acquired = _timestamp(meta.get("captured_at"))
         try:
             dicom = capture_to_dicom(decoded.image, capture_id=capture_id, modality=modality,
@@ -105,7 +114,8 @@ class Intake:
             "device_quality": meta.get("device_quality"), "findings": findings, "patient": patient,
             "stream": stream_stats(len(stream), decoded.header),
             "decode_ms": round(decoded.seconds * 1000, 2),
-            "dicom": {"sop_instance_uid": sop_uid, "study_instance_uid": study_uid},
+            "dicom": {"sop_instance_uid": sop_uid, "study_instance_uid": study_uid,
+                      "patient_id": patient.get("patient_id") or pseudonymous_patient_id(capture_id)},
             "pacs": {"pending": True} if self.forward else None,
             "_dicom": dicom,
         }

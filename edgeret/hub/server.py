@@ -11,6 +11,7 @@ import hmac
 import io
 import json
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -41,6 +42,20 @@ MAX_CONNECTIONS = 64  # connections served at once (one thread each); more are a
 BUSY_RETRY_AFTER = 5  # seconds, in that 503 (the agent honours it)
 DIGITS = re.compile(r"[0-9]{1,15}")  # a Content-Length: ASCII digits only (str.isdigit() takes '²')
 SINGLE_HEADERS = ("Content-Length", "Transfer-Encoding", "Authorization", "Host", META_HEADER, SHA_HEADER)
+
+
+def log_safe(text: str) -> str:
+    """``text`` with every control character escaped (a newline becomes the two characters \\n): what a
+    camera sends (file names, metadata, paths) can never forge a line in the hub's log."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def safe_log(log: Callable[[str], None]) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        log(log_safe(line))
+
+    write.escapes = True  # type: ignore[attr-defined] - so wrapping twice is a no-op
+    return log if getattr(log, "escapes", False) else write
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -138,8 +153,10 @@ class HubServer:
                  token: str | None = None, tls: ssl.SSLContext | None = None,
                  cameras: CameraKeys | None = None, max_connections: int = MAX_CONNECTIONS,
                  request_deadline: float = REQUEST_DEADLINE, idle_timeout: float = IDLE_TIMEOUT,
-                 read_timeout: float = SOCKET_TIMEOUT) -> None:
+                 read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list) -> None:
+        log = safe_log(log)
         attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras,
+                 "problems": staticmethod(problems),
                  "timeout": read_timeout, "request_deadline": request_deadline, "idle_timeout": idle_timeout}
         handler = type("HubHandler", (_Handler,), attrs)
         self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log)
@@ -182,6 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
     token: str | None = None  # when set, every request must carry "Authorization: Bearer <token>"
     cameras: CameraKeys | None = None  # per-camera tokens instead
     camera: str | None = None  # the camera this request authenticated as
+    problems: Callable[[], list[str]]  # what is wrong beside the intake (the PACS forwarder), for health
     timeout = SOCKET_TIMEOUT  # per read (StreamRequestHandler sets it on the socket)
     request_deadline = REQUEST_DEADLINE
     idle_timeout = IDLE_TIMEOUT
@@ -296,9 +314,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/health" and not self._authorised():
             return
         if self.path == "/v1/health":
-            store = self.intake.store
-            self._send(200, {"status": "ok", "captures": len(store.ids()),
-                             "pacs_waiting": len(store.outbox_ids())})
+            store, problems = self.intake.store, self.problems()  # counts kept in memory: no folder listing
+            answer = {"status": "degraded" if problems else "ok", "captures": store.count(),
+                      "pacs_waiting": len(store.outbox_ids())}
+            self._send(200, {**answer, "problems": problems} if problems else answer)
             return
         match = CAPTURE_PATH.match(self.path)
         record = None
@@ -339,8 +358,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Refused as exc:
             self._refuse(exc.status, str(exc), meta)
             return
-        except Exception as exc:  # a hub bug must answer 500 (the camera retries), not drop the socket
-            self._refuse(500, f"hub error: {type(exc).__name__}: {exc}", meta)
+        except Exception as exc:  # a hub bug or a full disk: 500 (the camera retries), not a dropped socket
+            error_id = secrets.token_hex(4)  # the camera sees the id, only the log sees paths and details
+            source = meta.get("source_name", "?")
+            self.log(f"hub error {error_id} on capture {match.group(1)[:12]} ({source}): "
+                     f"{type(exc).__name__}: {one_line(exc, 400)}")
+            self._refuse(500, f"hub error {error_id}: the capture was not stored; it will be stored when "
+                              f"sent again (the hub's log has the details under this id)", meta)
             return
         findings = answer.get("findings") or {}
         said = findings.get("result", findings.get("grade"))

@@ -1,0 +1,174 @@
+"""Patient data on disk (file modes) and a full disk at the hub (issue 24), with real processes, real
+files and a real small file system (a tmpfs whose inode count is set so that exactly the Nth new file
+fails with ENOSPC, as on a full disk)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hub_helpers import one_spooled_scan, start_hub, write_captures
+
+from edgeret.agent.upload import Uploader
+
+pytest.importorskip("pydicom")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _modes(root: Path) -> dict[str, str]:
+    """'folder/' or 'file' -> octal mode, for everything under root but the lock file."""
+    return {str(p.relative_to(root)) + ("/" if p.is_dir() else ""): oct(p.stat().st_mode & 0o777)
+            for p in [root, *root.rglob("*")] if p.name != ".lock"}
+
+
+def _health(hub) -> dict:
+    return json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=10).read())
+
+
+def _wait_for(predicate, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_hub_store_and_the_spool_are_private_whatever_the_umask(tmp_path):
+    """0600 files in 0700 folders; a store an older hub made 0755 is tightened when opened."""
+    store, spool = tmp_path / "store", tmp_path / "spool"
+    (store / "records").mkdir(parents=True, mode=0o755)
+    os.chmod(store, 0o755)
+    old_umask = os.umask(0o022)
+    try:
+        item = one_spooled_scan(tmp_path)  # the agent's spool, written by a real agent
+        spool_modes = _modes(spool)
+        (spool / "queue").rename(tmp_path / "queue")  # keep it for the upload below
+        hub = start_hub(store)
+        try:
+            sent = Uploader(hub.url).send(item.capture_id, (tmp_path / "queue" / f"{item.capture_id}.ert")
+                                          .read_bytes(), item.meta)
+        finally:
+            hub.stop()
+    finally:
+        os.umask(old_umask)
+    assert sent.kind == "delivered"
+    store_modes = _modes(store)
+    for modes in (spool_modes, store_modes):
+        assert {m for name, m in modes.items() if name.endswith("/") or name == "."} == {"0o700"}, modes
+        assert {m for name, m in modes.items() if not name.endswith("/") and name != "."} == {"0o600"}, modes
+    assert f"dicom/{item.capture_id}.dcm" in store_modes and f"records/{item.capture_id}.json" in store_modes
+
+
+def test_edgeret_serve_and_agent_run_with_a_private_umask(tmp_path):
+    """What the programs create beyond the stores (the agent's inbox/done, sent.jsonl...) is private too."""
+    write_captures(tmp_path / "inbox", n_fundus=0, n_oct=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    agent = subprocess.run([sys.executable, "-m", "edgeret", "agent", "--inbox", str(tmp_path / "inbox"),
+                            "--spool", str(tmp_path / "spool"), "--hub", "http://127.0.0.1:9", "--once",
+                            "--max-wait", "0", "--settle", "0"], capture_output=True, text=True, env=env,
+                           timeout=300, cwd=REPO)
+    assert agent.returncode == 3, agent.stdout + agent.stderr  # queued: the hub is not there
+    done = tmp_path / "inbox" / "done"
+    assert oct(done.stat().st_mode & 0o777) == "0o700"
+    hub = subprocess.Popen([sys.executable, "-m", "edgeret", "serve", "--store", str(tmp_path / "store"),
+                            "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=env, cwd=REPO)
+    try:
+        first = hub.stdout.readline()
+        status = Path(f"/proc/{hub.pid}/status").read_text()
+    finally:
+        hub.terminate()
+        hub.wait(timeout=60)
+    assert "listening on" in first, first
+    assert "Umask:\t0077" in status
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A tmpfs of its own, whose number of files can be limited (``_allow_new_files``)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,nr_inodes=100000", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _allow_new_files(fs: Path, n: int) -> None:
+    """From now on, exactly ``n`` more files (inodes) fit on ``fs``: the next one fails with ENOSPC."""
+    st = os.statvfs(fs)
+    used = st.f_files - st.f_ffree
+    subprocess.run(["mount", "-o", f"remount,nr_inodes={used + n}", str(fs)], check=True)
+
+
+def test_a_full_disk_at_the_record_leaves_nothing_queued_and_the_retry_is_stored(tiny_fs, tmp_path):
+    """The old hub answered 500 but still sent the DICOM to the PACS, and (with the partial record its
+    forwarder then wrote) answered every retry '500 KeyError: stream_sha256' for ever; its 500 showed the
+    store's path to the camera."""
+    item = one_spooled_scan(tmp_path)
+    store = tiny_fs / "store"
+    (store / "records").mkdir(parents=True)
+    partial = {"pacs": {"sop_instance_uid": "1.2.3", "forwarded_at": 1.0, "url": "http://pacs"}}
+    (store / "records" / f"{item.capture_id}.json").write_text(json.dumps(partial))  # an older hub's leftover
+    hub = start_hub(store, pacs="http://127.0.0.1:9/dicom-web")  # forwarding on; this PACS never answers
+    try:
+        _allow_new_files(tiny_fs, 3)  # the stream, the DICOM and the outbox mark fit; the record does not
+        failed = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
+        after_failure = _health(hub)
+        left = sorted(str(p.relative_to(store)) for p in store.rglob("*")
+                      if p.is_file() and p.parent.name in ("streams", "dicom", "outbox"))
+        _allow_new_files(tiny_fs, 1000)  # space again
+        retry = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
+        after_retry = _health(hub)
+    finally:
+        hub.stop()
+    assert failed.kind == "retry" and "HTTP 500" in failed.detail and "hub error" in failed.detail, failed
+    assert str(tiny_fs) not in failed.detail and "/" not in failed.detail.split("HTTP 500")[1]
+    error_id = failed.detail.split("hub error ")[1].split(":")[0]
+    logged = [line for line in hub.lines if f"hub error {error_id}" in line]
+    assert logged and "No space left on device" in logged[0] and str(store) in logged[0]
+    assert left == [] and after_failure["pacs_waiting"] == 0  # nothing queued for the PACS
+    assert retry.kind == "delivered" and retry.receipt["status"] == "stored", retry
+    record = json.loads((store / "records" / f"{item.capture_id}.json").read_text())
+    assert record["stream_sha256"] == retry.receipt["stream_sha256"]
+    assert after_retry["captures"] == 1 and after_retry["pacs_waiting"] == 1
+
+
+def test_the_forwarder_survives_a_full_disk_after_the_pacs_took_the_object(orthanc, tiny_fs, tmp_path):
+    """The old forwarder thread died on the OSError: nothing more reached the PACS until a restart and
+    /v1/health still said "ok". Now it says "degraded" and the forwarder retries until it can note it."""
+    item = one_spooled_scan(tmp_path)
+    store = tiny_fs / "store"
+    hub = start_hub(store, pacs=orthanc.dicomweb)
+    try:
+        _allow_new_files(tiny_fs, 4)  # the commit's four files; the forwarder's note of the delivery: none
+        sent = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
+        assert sent.kind == "delivered", sent
+        assert _wait_for(lambda: any("its record cannot be updated" in line for line in hub.lines)), hub.lines
+        degraded = _health(hub)
+        sop_uid = sent.receipt["dicom"]["sop_instance_uid"]
+        lookup = urllib.request.Request(f"{orthanc.url}/tools/lookup", data=sop_uid.encode(), method="POST")
+        in_pacs = json.loads(urllib.request.urlopen(lookup, timeout=10).read())
+        _allow_new_files(tiny_fs, 1000)
+        record_path = store / "records" / f"{item.capture_id}.json"
+        noted = _wait_for(lambda: json.loads(record_path.read_text()).get("pacs", {}).get("sop_instance_uid"))
+        healthy = _health(hub)
+    finally:
+        hub.stop()
+    assert degraded["status"] == "degraded" and degraded["pacs_waiting"] == 1, degraded
+    assert any("record cannot be updated" in p for p in degraded["problems"])
+    assert len(in_pacs) == 1  # the PACS had it all along
+    assert noted and healthy == {"status": "ok", "captures": 1, "pacs_waiting": 0}
+    assert json.loads(record_path.read_text())["pacs"]["sop_instance_uid"] == sop_uid
