@@ -83,6 +83,35 @@ def test_a_half_scale_capture_says_so_in_its_derivation() -> None:
     assert len(ds.DerivationDescription) <= 1024  # the ST value limit
 
 
+def test_lossy_compression_ratio_and_method_come_from_the_stream() -> None:
+    img = RNG.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    _, ds = read_capture_dicom(capture_to_dicom(img, capture_id=new_id(), modality="fundus", bit_depth=8,
+                                                stream_bytes=1000))
+    assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == "EDGERET_LEARNED"
+    assert float(ds.LossyImageCompressionRatio) == pytest.approx(64 * 48 * 3 / 1000, abs=0.01)
+    _, ds = read_capture_dicom(capture_to_dicom(img, capture_id=new_id(), modality="fundus", bit_depth=8))
+    assert "LossyImageCompressionRatio" not in ds  # not known: not made up
+
+
+@pytest.mark.parametrize(("modality", "patient"), [("fundus", {}), ("oct", {"laterality": "L"}),
+                                                   ("fundus", {"patient_id": "P1", "patient_name": "Doe^Jane",
+                                                               "laterality": "R"})])
+def test_dciodvfy_finds_no_error_in_the_hubs_objects(tmp_path, modality: str, patient: dict) -> None:
+    """dicom3tools' IOD checker (Debian 'dicom3tools'); the old objects lacked the type 2C Laterality."""
+    import shutil
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    img = RNG.integers(0, 256, (40, 30, 3) if modality == "fundus" else (40, 30), dtype=np.uint8)
+    path = tmp_path / "capture.dcm"
+    path.write_bytes(capture_to_dicom(img, capture_id=new_id(), modality=modality, bit_depth=8,
+                                      findings={"task": "dr-grade", "grade": "none"}, patient=patient,
+                                      stream_bytes=500, station="cam-1"))
+    out = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, timeout=60)
+    report = out.stdout + out.stderr
+    assert "SCImage" in report and "Error" not in report, report
+
+
 def test_findings_patient_and_provenance_tags() -> None:
     acquired = datetime(2024, 3, 5, 14, 7, 9, tzinfo=timezone.utc)
     patient = {"patient_id": "P-0042", "patient_name": "Doe^Jane", "laterality": "R",

@@ -194,6 +194,9 @@ def test_captures_without_patient_fields_get_distinct_pseudonymous_patient_ids(u
         ds = pydicom.dcmread(store / "dicom" / f"{record['capture_id']}.dcm")
         assert ds.PatientID == record["dicom"]["patient_id"] == pseudonymous_patient_id(record["capture_id"])
         assert ds.PatientID != "ANONYMOUS"
+        uncompressed = ds.Rows * ds.Columns * ds.SamplesPerPixel * ds.BitsStored / 8
+        assert float(ds.LossyImageCompressionRatio) == pytest.approx(uncompressed / record["stream"]["bytes"],
+                                                                     abs=0.01)
 
 
 @pytest.mark.parametrize(("patient", "says"), [

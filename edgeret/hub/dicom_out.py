@@ -25,6 +25,9 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 MODALITIES = {"oct": "OPT", "fundus": "OP"}
 MAX_COMMENTS = 10240  # ImageComments is LT: at most 10240 characters
 DERIVATION = "Decoded by the edgeret hub from a learned-codec (.ert) stream; lossy compression"
+# LossyImageCompressionMethod: the standard's defined terms name JPEG, JPEG-LS, JPEG 2000, MPEG... (PS3.3
+# C.7.6.1.1.5.1); a learned codec has none, and defined terms may be extended (CS: 16 characters)
+LOSSY_METHOD = "EDGERET_LEARNED"
 
 
 def _pydicom() -> Any:
@@ -119,6 +122,11 @@ def pseudonymous_patient_id(capture_id: str) -> str:
     return f"EDGERET-{capture_id[:24].upper()}"
 
 
+def _decimal_string(value: float) -> str:
+    """A DS value (at most 16 characters), e.g. '78.64'."""
+    return f"{value:.2f}" if value < 1e12 else f"{value:.6e}"
+
+
 def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -147,11 +155,14 @@ def capture_to_dicom(
     acquired: datetime | None = None,
     coded_scale: int = 1,
     station: str | None = None,
+    stream_bytes: int | None = None,
 ) -> bytes:
     """DICOM Part-10 bytes (explicit VR little endian, uncompressed Secondary Capture) for one capture.
 
     ``coded_scale`` 2: the stream coded the image at half resolution (the derivation says so);
-    ``station``: the authenticated camera's name (StationName, at most 16 characters)."""
+    ``station``: the authenticated camera's name (StationName, at most 16 characters);
+    ``stream_bytes``: the size of the ``.ert`` stream the image was decoded from, for
+    LossyImageCompressionRatio (the image's uncompressed size over it)."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be 'oct' or 'fundus', got {modality!r}")
     spp, photometric, bits_allocated = _pixel_layout(image, bit_depth)
@@ -195,12 +206,20 @@ def capture_to_dicom(
     ds.PatientOrientation = ""
     if "laterality" in patient:
         ds.ImageLaterality = patient["laterality"]
+    else:  # General Series, type 2C: an eye is a paired structure and no ImageLaterality says which
+        ds.Laterality = ""
     if findings:
         ds.ImageComments = findings_summary(findings)
     ds.BurnedInAnnotation = "NO"
     ds.DerivationDescription = DERIVATION + (
         "; coded at half resolution, up-sampled by the hub" if coded_scale == 2 else "")
     ds.LossyImageCompression = "01"  # the learned codec discarded information
+    if stream_bytes:
+        if not isinstance(stream_bytes, int) or stream_bytes < 1:
+            raise ValueError(f"stream_bytes must be a positive integer, got {stream_bytes!r}")
+        uncompressed = image.shape[0] * image.shape[1] * spp * int(bit_depth) / 8
+        ds.LossyImageCompressionRatio = _decimal_string(uncompressed / stream_bytes)
+        ds.LossyImageCompressionMethod = LOSSY_METHOD
 
     rows, cols = image.shape[:2]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = spp, photometric

@@ -63,8 +63,10 @@ class PacsForwarder:
                 break
             try:
                 dicom = self.store.dicom_path(capture_id).read_bytes()
-            except OSError as exc:
-                return self._failed(f"cannot read the DICOM of {capture_id[:12]} ({one_line(exc)})")
+            except OSError as exc:  # one unreadable file must not hold up the others behind it
+                self.problem = f"cannot read the DICOM of {capture_id[:12]} ({one_line(exc)})"
+                self.log(f"PACS: {self.problem}; skipped this pass")
+                continue
             try:
                 uid = self.client.store(dicom)
             except PacsError as exc:

@@ -103,7 +103,8 @@ class Intake:
         try:
             dicom = capture_to_dicom(decoded.image, capture_id=capture_id, modality=modality,
                                      bit_depth=decoded.header.bit_depth, findings=findings, patient=patient,
-                                     acquired=acquired, coded_scale=decoded.header.scale, station=camera)
+                                     acquired=acquired, coded_scale=decoded.header.scale, station=camera,
+                                     stream_bytes=len(stream))
         except ValueError as exc:  # the camera's patient fields (too long, bad laterality...)
             raise Refused(422, f"{source}: cannot write DICOM: {exc}") from None
         study_uid, _, sop_uid = capture_uids(capture_id)  # the ones capture_to_dicom wrote
