@@ -23,6 +23,8 @@ from edgeret.hub.pacs import PacsError, StowClient
 from edgeret.hub.store import HubStore
 from edgeret.retry import Backoff
 
+LOCAL = "a file in the hub's store cannot be written or read (a full disk?)"
+
 
 class PacsForwarder:
     def __init__(self, store: HubStore, client: StowClient, *, backoff: Backoff | None = None,
@@ -33,19 +35,21 @@ class PacsForwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.next_attempt = 0.0  # monotonic; a new upload does not shorten a back-off
-        self.problem: str | None = None  # what the last pass failed on; None once a delivery succeeds
+        self.problem: str | None = None  # what the last pass failed on (for the log)
+        self.problem_kind: str | None = None  # the same without details (for health); None once delivered
 
     def problems(self) -> list[str]:
-        """For the health answer: why objects are not reaching the PACS now (empty: they are)."""
+        """For the (unauthenticated) health answer: why objects are not reaching the PACS now (empty: they
+        are). No URLs, paths or messages: those are in the log."""
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return ["PACS forwarder: its thread has stopped"]
-        return [f"PACS forwarder: {self.problem}"] if self.problem else []
+        return [f"PACS forwarder: {self.problem_kind} (see the hub's log)"] if self.problem_kind else []
 
-    def _failed(self, problem: str) -> int:
+    def _failed(self, problem: str, kind: str) -> int:
         """Note a failure, back off, log one line; returns how many objects wait."""
         delay = self.backoff.failed()
         self.next_attempt = time.monotonic() + delay
-        self.problem = problem
+        self.problem, self.problem_kind = problem, kind
         waiting = len(self.store.outbox_ids())
         self.log(f"PACS: {problem}; {waiting} waiting, next try in {delay:.1f} s")
         return waiting
@@ -65,17 +69,18 @@ class PacsForwarder:
                 dicom = self.store.dicom_path(capture_id).read_bytes()
             except OSError as exc:  # one unreadable file must not hold up the others behind it
                 self.problem = f"cannot read the DICOM of {capture_id[:12]} ({one_line(exc)})"
+                self.problem_kind = LOCAL
                 self.log(f"PACS: {self.problem}; skipped this pass")
                 continue
             try:
                 uid = self.client.store(dicom)
             except PacsError as exc:
                 if exc.transient:
-                    return self._failed(str(exc))
+                    return self._failed(str(exc), "the PACS is unreachable or busy")
                 try:
                     self.store.pacs_refused(capture_id, str(exc))
                 except (OSError, EdgeretError) as local:
-                    return self._failed(f"cannot set {capture_id[:12]} aside ({one_line(local)})")
+                    return self._failed(f"cannot set {capture_id[:12]} aside ({one_line(local)})", LOCAL)
                 self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside in pacs-rejected/")
                 continue
             try:
@@ -83,9 +88,9 @@ class PacsForwarder:
                                                   "url": self.client.base_url})
             except (OSError, EdgeretError) as exc:  # the disk is full...: the PACS will get it once more
                 return self._failed(f"the PACS has {capture_id[:12]} but its record cannot be updated "
-                                    f"({one_line(exc)}); sending it again later")
+                                    f"({one_line(exc)}); sending it again later", LOCAL)
             self.backoff.succeeded()
-            self.problem = None
+            self.problem = self.problem_kind = None
             self.log(f"PACS: stored {capture_id[:12]} as {uid}")
         return len(self.store.outbox_ids())
 
@@ -94,7 +99,8 @@ class PacsForwarder:
             try:
                 waiting = self.forward_pending()
             except Exception as exc:  # a bug must not end deliveries until a restart
-                waiting = self._failed(f"forwarder error {type(exc).__name__}: {one_line(exc)}")
+                waiting = self._failed(f"forwarder error {type(exc).__name__}: {one_line(exc)}",
+                                       "internal error")
             backing_off = waiting and self.backoff.failures
             wait = max(0.05, self.next_attempt - time.monotonic()) if backing_off else poll
             self._wake.wait(timeout=wait)
