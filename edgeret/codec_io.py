@@ -31,7 +31,6 @@ from edgeret.bitstream import (
     check_model,
     decode_header,
     decode_stream,
-    write_ert,
 )
 from edgeret.codec_catalog import (  # noqa: F401 - re-exported: callers import the catalogue from here
     MANIFEST,
@@ -297,10 +296,6 @@ def encode_latents(ys: Sequence[np.ndarray], image_shape: Sequence[int], bit_dep
                     height=h, width=w, channels=model.channels, bit_depth=bit_depth,
                     modality=model.modality, latents=tuple(infos), scale=scale)
     return Encoded(header, payloads, symbols, model, rate, seconds)
-
-
-def write_encoded(path: str | Path, encoded: Encoded) -> Path:
-    return write_ert(path, encoded.header, encoded.payloads)
 
 
 def stream_stats(nbytes: int, header: Header) -> dict:

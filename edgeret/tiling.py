@@ -18,7 +18,7 @@ instead of forming a seam. Image borders keep full weight (no neighbour).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,13 +64,6 @@ def _ramp(n: int, first: bool, last: bool, halo: int, blend: int) -> np.ndarray:
         w[n - halo:] = 0.0
         w[n - halo - blend:n - halo] = up[::-1]
     return w
-
-
-def iter_tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """(y, x, h, w) of every tile of an H×W image."""
-    for y in tile_starts(height, tile, overlap):
-        for x in tile_starts(width, tile, overlap):
-            yield y, x, min(tile, height), min(tile, width)
 
 
 def run_tiled(

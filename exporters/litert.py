@@ -49,7 +49,6 @@ from edgeret.hookspecs import hookimpl
 from edgeret.registrations import ExporterPlugin
 
 METADATA_NAME = "edgeret"
-SIGNATURE = "serving_default"
 
 
 def _identifiers(names: Sequence[str] | None) -> bool:
