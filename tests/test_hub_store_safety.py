@@ -68,7 +68,8 @@ def test_the_hub_store_and_the_spool_are_private_whatever_the_umask(tmp_path):
 
 
 def test_edgeret_serve_and_agent_run_with_a_private_umask(tmp_path):
-    """What the programs create beyond the stores (the agent's inbox/done, sent.jsonl...) is private too."""
+    """What the programs create beyond the stores (the agent's inbox/done, sent.jsonl...) is private too;
+    the hub warns at start that it has no token."""
     write_captures(tmp_path / "inbox", n_fundus=0, n_oct=1)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     agent = subprocess.run([sys.executable, "-m", "edgeret", "agent", "--inbox", str(tmp_path / "inbox"),
@@ -82,13 +83,14 @@ def test_edgeret_serve_and_agent_run_with_a_private_umask(tmp_path):
                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            env=env, cwd=REPO)
     try:
-        first = hub.stdout.readline()
+        first, second = hub.stdout.readline(), hub.stdout.readline()
         status = Path(f"/proc/{hub.pid}/status").read_text()
     finally:
         hub.terminate()
         hub.wait(timeout=60)
     assert "listening on" in first, first
     assert "Umask:\t0077" in status
+    assert "WARNING: no camera token" in second, second  # said at start: anyone on the port may upload
 
 
 @pytest.fixture
@@ -173,3 +175,18 @@ def test_the_forwarder_survives_a_full_disk_after_the_pacs_took_the_object(ortha
     assert len(in_pacs) == 1  # the PACS had it all along
     assert noted and healthy == {"status": "ok", "captures": 1, "pacs_waiting": 0}
     assert json.loads(record_path.read_text())["pacs"]["sop_instance_uid"] == sop_uid
+
+
+def test_the_hub_warns_about_no_token_no_tls_off_loopback_and_a_readable_key(tmp_path):
+    from edgeret.cli.upload_cmd import serve_warnings
+
+    key = tmp_path / "hub.key"
+    key.write_text("not really a key")
+    os.chmod(key, 0o644)
+    assert serve_warnings("127.0.0.1", token=True, tls=False, key=None) == []
+    said = serve_warnings("0.0.0.0", token=False, tls=True, key=key)
+    assert len(said) == 2 and "no camera token" in said[0] and "readable by other users" in said[1]
+    os.chmod(key, 0o600)
+    (said,) = serve_warnings("10.0.0.5", token=True, tls=False, key=None)
+    assert "without TLS" in said
+    assert serve_warnings("::1", token=True, tls=True, key=key) == []

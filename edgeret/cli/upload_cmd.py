@@ -219,11 +219,12 @@ def run_serve(args: argparse.Namespace) -> int:
             raise EdgeretError(f"--pacs: {e}") from None
     tasks = task_map(args, args.grade, HUB_TASKS, "--grade")
     grader = Grader(args.host, backend, tasks, threads=args.threads)
+    token = read_token(args.token_file)
     limits = {name: value for name, value in (("max_connections", args.max_connections),
                                               ("request_deadline", args.request_deadline)) if value}
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
-                           token=read_token(args.token_file), log=_say, tls=tls, cameras=args.cameras,
+                           token=token, log=_say, tls=tls, cameras=args.cameras,
                            max_pixels=args.max_pixels or MAX_PIXELS, **limits)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
@@ -232,9 +233,33 @@ def run_serve(args: argparse.Namespace) -> int:
     _say(f"hub: listening on {server.url}, store {args.store}, {backend.name}"
          + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS")
          + (f", cameras: {', '.join(server.cameras.names)}" if server.cameras else ""))
+    for warning in serve_warnings(args.bind, token=token is not None or args.cameras is not None,
+                                  tls=tls is not None, key=args.tls_key):
+        _say(f"hub: WARNING: {warning}")
     server.serve_forever()
     server.close()
     return 0
+
+
+def serve_warnings(bind: str, *, token: bool, tls: bool, key: Path | None) -> list[str]:
+    """What makes this hub unsafe outside a trusted machine (said at start, it still starts)."""
+    import ipaddress
+    import os
+
+    try:
+        loopback = ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = bind == "localhost"
+    warnings = []
+    if not token:
+        warnings.append("no camera token (--token-file or --cameras): anyone who reaches the port can "
+                        "upload and read records")
+    if not tls and not loopback:
+        warnings.append(f"listening on {bind} without TLS (--tls-cert/--tls-key): captures and patient "
+                        f"fields cross the network in clear")
+    if key is not None and os.stat(key).st_mode & 0o077:
+        warnings.append(f"{key}: the TLS key is readable by other users (chmod 600 it)")
+    return warnings
 
 
 def _say(line: str) -> None:
