@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine (see README):
 #   make demo  - runtime venv (no torch), runs the main job on the embedded default
 #   make test  - test venv (+ Orthanc, the PACS the tests talk to), ruff, then the whole test suite
+#   (make test-fast: the unit tier only, without the tests marked slow; see tests/conftest.py)
 PY ?= python3
 RUN_VENV := .venv-run
 TEST_VENV := .venv-test
 PIP_FLAGS := -q -c constraints.txt
 
-.PHONY: demo test lint bench-data clean
+.PHONY: demo test test-fast lint bench-data clean
 
 $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(RUN_VENV)
@@ -27,6 +28,10 @@ test: $(TEST_VENV)/.installed
 	bash tools/install_orthanc.sh
 	$(TEST_VENV)/bin/ruff check .
 	$(TEST_VENV)/bin/python -m pytest -q
+
+# The unit tier only (tests marked slow in tests/conftest.py are skipped): the loop while editing.
+test-fast: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m pytest -q -m "not slow"
 
 lint: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/ruff check .

@@ -252,3 +252,17 @@ def test_docs_architecture_names_only_files_that_exist():
     missing = [p for p in sorted(set(re.findall(r"`([\w/*.]+\.py)`", text)))
                if not any(list(ROOT.glob(f + p)) for f in folders)]
     assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"
+
+
+def test_the_slow_list_names_real_tests():
+    """tests/conftest.py marks the slow tier by file and function name; a renamed test must not drop out."""
+    from conftest import SLOW_FILES, SLOW_TESTS
+
+    here = Path(__file__).parent
+    missing = [name for name in SLOW_FILES if not (here / name).is_file()]
+    for entry in SLOW_TESTS:
+        file, _, function = entry.partition("::")
+        path = here / file
+        if not path.is_file() or f"def {function}(" not in path.read_text():
+            missing.append(entry)
+    assert missing == [], f"tests/conftest.py names tests that do not exist: {missing}"
