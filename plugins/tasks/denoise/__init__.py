@@ -4,8 +4,10 @@ The denoising paper's DnCNN (residual learning: the network predicts the noise,
 which is subtracted), made light for the edge (10 layers x 32 filters, ~76 k
 parameters instead of 17 x 64 and ~556 k), trained with the paper's
 green-weighted loss; the paper's skip-connected autoencoder as the baseline.
-`denoise-oct` is the same design for grayscale OCT B-scans with multiplicative
-speckle.
+`denoise-oct` is the same design for grayscale OCT B-scans, trained on real
+SD-OCT speckle (noisy / registered-average pairs and Noise2Noise pairs of
+neighbouring B-scans, `real_pairs.py`), with a 2×2 pixel-unshuffled body and a
+Gaussian-blur base (model.py).
 
 Runtime (no torch): `processing.py` + the ONNX models in `weights/` (dynamic
 height and width; large images go through `edgeret.tiling` in overlapping
@@ -76,7 +78,7 @@ def _make(name: str, oct_: bool) -> TaskPlugin:
     task = TaskPlugin(
         name=name,
         modality="oct" if oct_ else "fundus",
-        description=("OCT B-scan speckle reduction (DnCNN-edge, 1 channel)" if oct_ else
+        description=("OCT B-scan speckle reduction (DnCNN-edge, 1 channel, real SD-OCT)" if oct_ else
                      "colour fundus denoising (DnCNN-edge, green-weighted loss); writes an image"),
         inputs=inputs,
         outputs=outputs,

@@ -34,6 +34,8 @@ MAX_WHOLE_PIXELS = 2048 * 2048
 MULTIPLE = 1  # sizes the models need to be multiples of (1: any)
 TILE = 512
 HALO = 16  # >= the receptive-field radius of DnCNN-edge (10 px): tiles match the whole image
+OCT_HALO = 32  # denoise-oct: 12 layers at half resolution reach 25 px (model.OCT_CONFIGS)
+OCT_GRID = 2  # denoise-oct runs its body on 2x2 pixel-unshuffled planes: tiles start on even pixels
 BLEND = 16
 GREEN_WEIGHTS = (1.0, 3.0, 2.0)  # the paper's Eq. 1: red 1, green 3, blue 2
 OCT_RANGE_DB = 36.0  # typical display range of a log-compressed B-scan (phantoms: 34-39 dB)
@@ -95,12 +97,38 @@ def restore(image: np.ndarray, run: RunFn, task: TaskPlugin, *, tile: int = TILE
     if len(shape) >= 2:
         check_output_size(shape[0], shape[1], "the denoised image")
     arr, gray = check_image(image, task)
+    if task.inputs[0].shape[1] == 1:  # OCT: tile on the 2x2 grid the model's body sees (exact tiles)
+        planes, (height, width) = pad_to_multiple(to_planes(arr), OCT_GRID)
+        g = OCT_GRID
+        tile = max(tile // g, 2 * (OCT_HALO // g + BLEND) + 1)
+        out = run_tiled(_unshuffle(planes, g), lambda x: _unshuffle(run(_shuffle(x, g)), g),
+                        tile=tile, halo=OCT_HALO // g, blend=BLEND)
+        out = _shuffle(out, g)[:, :height, :width]
+        return from_planes(out, arr.dtype)
     planes, (height, width) = pad_to_multiple(to_planes(arr), MULTIPLE)
     tile = max(tile - tile % MULTIPLE, 2 * (HALO + BLEND) + MULTIPLE)
     out = run_tiled(planes, run, tile=tile, halo=HALO, blend=BLEND)[:, :height, :width]
     if gray and out.shape[0] == 3:
         out = out.mean(axis=0, keepdims=True)
     return from_planes(out, arr.dtype)
+
+
+def _unshuffle(x: np.ndarray, g: int) -> np.ndarray:
+    """(N×)C×H×W -> (N×)C·g²×H/g×W/g, the layout of torch's pixel_unshuffle."""
+    *lead, c, h, w = x.shape
+    n = len(lead)
+    y = x.reshape(*lead, c, h // g, g, w // g, g).transpose(*range(n), n, n + 2, n + 4, n + 1, n + 3)
+    return np.ascontiguousarray(y.reshape(*lead, c * g * g, h // g, w // g))
+
+
+def _shuffle(x: np.ndarray, g: int) -> np.ndarray:
+    """Inverse of `_unshuffle`."""
+    *lead, cg, h, w = x.shape
+    c = cg // (g * g)
+    y = x.reshape(*lead, c, g, g, h, w)
+    n = len(lead)
+    y = y.transpose(*range(n), n, n + 3, n + 1, n + 4, n + 2)
+    return np.ascontiguousarray(y.reshape(*lead, c, h * g, w * g))
 
 
 def runner_fn(runner, task: TaskPlugin) -> RunFn:

@@ -14,6 +14,15 @@ log-compressed display (see processing.add_speckle).
 
 Loss: DnCNN -- the paper's green-weighted MSE (Eq. 1: red 1, green 3, blue 2);
 the autoencoder -- plain MSE, as in the paper; OCT -- MSE.
+
+Real OCT (`--data` in the layout `real_pairs.py` reads: per subject noisy and
+neighbouring B-scans, optionally a registered average): `train_real_oct` --
+real speckle, no synthetic noise. 64×64 crops of a noisy scan paired with the
+same crop of the clean average (supervised) or of another noisy scan of the
+subject (Noise2Noise), horizontal flips only (OCT speckle and layers are not
+rotation invariant), MSE on the 8-bit display values. Settings in `REAL_OCT`
+were chosen by subject-level cross-validation (TRAINING.md). Phantoms with
+synthetic speckle can be mixed in (`phantom_dir`).
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from edgeret.training.loop import FitConfig, fit
 from edgeret.training.natural import natural_images as load_natural
 from edgeret.training.shipping import ship
 
-from .model import VARIANTS, build
+from .model import OCT_ARCH, VARIANTS, build, build_oct
 from .processing import GREEN_WEIGHTS
 
 PATCH = 48
@@ -125,8 +134,110 @@ DEFAULTS = {  # variant: (epochs, patches, batch)
 }
 
 
+# real OCT pairs: chosen by 4-fold subject-level cross-validation (tools/bench_denoise_oct_real.py cv)
+REAL_OCT = {"arch": OCT_ARCH, "epochs": 3, "patches": 4096, "batch": 16, "patch": 64,
+            "supervised": 0.75, "lr": 1e-3, "phantom_share": 0.25}
+
+
+def pair_augment(batch, generator):
+    """N×2×P×P uint8 (input, target) -> [input, target] float in [0, 1]; one horizontal flip per batch."""
+    pair = batch[0]
+    if bool(torch.rand(1, generator=generator) < 0.5):
+        pair = pair.flip(3)
+    pair = pair.float() / 255.0
+    return [pair[:, :1], pair[:, 1:]]
+
+
+def phantom_pairs(phantom_dir: Path, n: int, patch: int, seed: int) -> np.ndarray:
+    """n (speckled phantom, clean phantom) crops, N×2×P×P uint8 (speckle: 2..8 looks)."""
+    from .processing import add_speckle
+
+    crops = sample_patches(folder_images(phantom_dir, gray=True), n, patch, seed)
+    rng = np.random.default_rng(seed + 1)
+    noisy = [add_speckle(c[0] / 255.0, float(rng.uniform(*LOOKS)), rng) for c in crops]
+    return np.concatenate([np.round(np.stack(noisy)[:, None] * 255.0).astype(np.uint8), crops], axis=1)
+
+
+def train_real_oct(task: TaskPlugin, request: TrainRequest, onnx_name: str | None, *,
+                   subjects: list[str] | None = None, phantom_dir: Path | None = None,
+                   settings: dict | None = None, probe=None, probe_every: int = 0,
+                   save: bool = True) -> torch.nn.Module:
+    """Train denoise-oct on real pairs (module doc). `subjects`: train on these only (cross-validation);
+    `probe(step, net)` is called (eval mode, no grad) every `probe_every` steps and at the end."""
+    from .real_pairs import read_real_pairs, sample_pairs
+
+    cfg = {**REAL_OCT, **(settings or {})}
+    if request.epochs:
+        cfg["epochs"] = request.epochs
+    if request.batch_size:
+        cfg["batch"] = request.batch_size
+    data = read_real_pairs(request.data_dir, subjects)
+    n_phantom = int(round(cfg["patches"] * cfg["phantom_share"])) if phantom_dir else 0  # on top
+    inputs, targets, clean = sample_pairs(data, cfg["patches"], cfg["patch"], request.seed, cfg["supervised"])
+    pairs = np.concatenate([inputs, targets], axis=1)
+    if n_phantom:
+        pairs = np.concatenate([pairs, phantom_pairs(phantom_dir, n_phantom, cfg["patch"], request.seed)])
+    torch.manual_seed(request.seed)
+    net = build_oct(cfg["arch"])
+    step = [0]
+
+    def run_probe():
+        net.eval()
+        with torch.no_grad():
+            probe(step[0], net)
+        net.train()
+
+    def loss_fn(model, b):
+        if probe and probe_every and step[0] and step[0] % probe_every == 0:
+            run_probe()
+        step[0] += 1
+        noisy, target = b
+        return torch.mean((model(noisy) - target) ** 2)
+
+    config = FitConfig(epochs=cfg["epochs"], batch_size=cfg["batch"], lr=cfg["lr"], seed=request.seed,
+                       threads=request.threads, progress=request.progress)
+    start = time.perf_counter()
+    fit(net, [torch.from_numpy(pairs)], loss_fn, config,
+        request.out_dir / "checkpoints" / "dncnn-oct-real.ckpt", label="dncnn-oct (real)",
+        augment=pair_augment)
+    seconds = time.perf_counter() - start
+    if probe:
+        run_probe()
+    net.eval()
+    if not save:
+        return net
+    names = [s.name for s in data]
+    meta = {"variant": "dncnn-oct", "model": VARIANTS["dncnn-oct"][0], "arch": cfg["arch"],
+            "training": "real OCT pairs: supervised (noisy -> registered average) + Noise2Noise "
+                        "(noisy <-> neighbour, neighbour <-> neighbour)",
+            "data": str(request.data_dir), "subjects": names,
+            "scans": {s.name: {"noisy": len(s.noisy), "clean": s.clean is not None} for s in data},
+            "phantoms": str(phantom_dir) if phantom_dir else None,
+            "epochs": cfg["epochs"], "batch_size": cfg["batch"], "patches": cfg["patches"],
+            "patch": cfg["patch"], "supervised_share": cfg["supervised"],
+            "supervised_patches": int(clean.sum()), "noise2noise_patches": int((~clean).sum()),
+            "phantom_patches": n_phantom, "lr": cfg["lr"], "augment": "horizontal flips",
+            "loss": "MSE on the 8-bit display values / 255", "seed": request.seed,
+            "threads": request.threads, "params": sum(p.numel() for p in net.parameters()),
+            "settings_chosen_by": "4-fold subject-level cross-validation, TRAINING.md",
+            "train_seconds_this_run": round(seconds, 1)}
+    ship(net, net, task, request.out_dir / "dncnn-oct.pt", None, meta)
+    if onnx_name:
+        export_image_model(RuntimeDenoiser(net), task, request.out_dir / onnx_name,
+                           {**meta, "weights": "dncnn-oct.pt"}, channels=1)
+    print(f"dncnn-oct (real pairs, {len(names)} subjects): {cfg['epochs']} epochs x {cfg['patches']} "
+          f"patches in {seconds:.0f} s")
+    return net
+
+
 def train_variant(task: TaskPlugin, name: str, request: TrainRequest, onnx_name: str | None) -> Path:
     oct_ = name == "dncnn-oct"
+    if oct_:
+        from .real_pairs import is_real_pairs_layout
+
+        if is_real_pairs_layout(request.data_dir):
+            train_real_oct(task, request, onnx_name)
+            return request.out_dir
     images = folder_images(request.data_dir, gray=oct_)
     n_folder = len(images)
     if not oct_:
