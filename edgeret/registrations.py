@@ -63,6 +63,12 @@ class TrainRequest:
     resume: bool = True
     variant: str | None = None  # None: the task's default model
     progress: bool = True
+    more_data: tuple[Path, ...] = ()  # further --data folders, mixed with data_dir
+    folds: int = 0  # > 1: patient-level k-fold cross-validation before the final training
+
+    @property
+    def data_dirs(self) -> tuple[Path, ...]:
+        return (self.data_dir, *self.more_data)
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,8 @@ def test_edgeret_layout_generic_columns(tmp_path):
 
 
 def test_edgeret_layout_errors(tmp_path):
-    c = csv(tmp_path / "labels.csv", "file,grade\na.png,1\n")
-    with check_error(c, "first column must be 'image'"):
+    c = csv(tmp_path / "labels.csv", "path,grade\na.png,1\n")
+    with check_error(c, "first column must be 'image' (or 'file')"):
         load_dataset(tmp_path)
     csv(c, "image,grade\na.png,1\nb.png,\n")
     img(tmp_path / "a.png")

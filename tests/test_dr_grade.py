@@ -12,7 +12,7 @@ from edgeret.host import Host
 from edgeret.imageio import write_image
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.dr_grade import WEIGHTS_DIR, task_plugin
-from edgeret_plugins.tasks.dr_grade.model import DRGradeNet, Probabilities
+from edgeret_plugins.tasks.dr_grade.model import Probabilities, load_net
 from edgeret_plugins.tasks.dr_grade.processing import RETAKE, postprocess
 
 FRESH = 400_000_000  # phantom seeds never used by any training or test set
@@ -45,15 +45,13 @@ def graded():
 
 def test_onnx_matches_torch_and_sees_severe_disease(graded):
     task = task_plugin()
-    net = DRGradeNet()
-    net.load_state_dict(torch.load(WEIGHTS_DIR / "multi-task.pt", weights_only=True))
-    model = Probabilities(net).eval()
+    model = Probabilities(load_net(task.default_weights)).eval()
     runner = OnnxRuntimeRunner(WEIGHTS_DIR / "dr_grade.onnx")
     referable_hits = 0
     for sample in graded:
         x = task.preprocess(sample.image, task)["image"]
         with torch.no_grad():
-            dr, quality = (t.numpy() for t in model(torch.from_numpy(x)))
+            dr, quality, *_ = (t.numpy() for t in model(torch.from_numpy(x)))
         out = runner.run({"image": x})
         np.testing.assert_allclose(out["dr_probs"], dr, atol=1e-4)
         np.testing.assert_allclose(out["quality_probs"], quality, atol=1e-4)

@@ -13,7 +13,11 @@ from edgeret.registrations import EvalRequest, TrainRequest
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task")
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder (any known layout)")
+    parser.add_argument("--data", type=Path, required=True, action="append",
+                        help="dataset folder (any known layout); repeat to mix real and phantom sets")
+    parser.add_argument("--folds", type=int, default=0, metavar="K",
+                        help="patient-level K-fold cross-validation first (tasks that support it): "
+                             "per-fold and pooled figures, then the final model on all the data")
     parser.add_argument("--out", type=Path, required=True, help="where weights and checkpoints go")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -37,8 +41,9 @@ def _task_with(args: argparse.Namespace, attribute: str):
     task = args.host.task(args.task)
     if getattr(task, attribute) is None:
         raise EdgeretError(f"task '{task.name}' does not support `{attribute}`")
-    if not args.data.exists():
-        raise InputError(args.data, "dataset folder does not exist")
+    for folder in args.data if isinstance(args.data, list) else [args.data]:
+        if not folder.exists():
+            raise InputError(folder, "dataset folder does not exist")
     make_folders("output folder", args.out)  # before loading data or training, not after
     import_optional("torch", "export")
     return task
@@ -51,9 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
 
         shutil.rmtree(args.out / "checkpoints")
     out = task.train(TrainRequest(
-        data_dir=args.data, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
+        data_dir=args.data[0], out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
         seed=args.seed, threads=args.threads, resume=not args.no_resume, variant=args.variant,
-        progress=not args.quiet,
+        progress=not args.quiet, more_data=tuple(args.data[1:]), folds=args.folds,
     ))
     print(f"trained {task.name}; weights in {out}")
     print(f"next: edgeret eval {task.name} --data HELD_OUT_DIR --models {out}")

@@ -11,7 +11,9 @@ Layouts (names returned by :func:`detect_layout`):
                    -> {"gradable": 0|1}
 * ``class_folders`` ``root/<class>/*.png|tif|jpg`` -> {"class": name}
 * ``edgeret``      ``labels.csv``: first column ``image`` (relative file name),
-                   every other column a label (int if it parses, else str)
+                   every other column a label (int if it parses, else str); the real
+                   sets' ``file`` first column is read the same way, empty cells
+                   meaning "no such label" (``patient`` then groups samples)
 
 Validation never guesses: a missing CSV or column, a bad label (CSV, line,
 column, value), duplicate image ids, or missing image files (how many and the
@@ -191,8 +193,11 @@ def _load_gradable(root: Path, csv_path: Path) -> Dataset:
 
 def _load_edgeret(root: Path, csv_path: Path) -> Dataset:
     header, rows = _read_csv(csv_path)
-    if header[0].lower() != "image":
-        raise InputError(csv_path, f"first column must be 'image', not {header[0]!r}")
+    if header[0].lower() not in ("image", "file"):
+        raise InputError(csv_path, f"first column must be 'image' (or 'file'), not {header[0]!r}")
+    # 'file' is how the real-data sets spell it; an empty cell there means "not graded" (a
+    # DME-only photograph has no DR grade), so the label is left out instead of refused
+    optional = header[0].lower() == "file"
     names = header[1:]
     for i, name in enumerate(names, start=2):
         if not name:
@@ -209,6 +214,8 @@ def _load_edgeret(root: Path, csv_path: Path) -> Dataset:
         labels: dict[str, int | str] = {}
         for name, raw in zip(names, row[1:], strict=True):
             value = raw.strip()
+            if not value and optional:
+                continue
             if not value:
                 raise InputError(csv_path, f"line {line}, column '{name}': empty value")
             try:

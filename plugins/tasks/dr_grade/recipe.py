@@ -30,7 +30,7 @@ from edgeret.training.loop import FitConfig, fit
 from edgeret.training.shipping import ship
 
 from . import WEIGHTS_DIR, task_plugin
-from .model import DRGradeNet, Probabilities
+from .model import DRGradeNet, Probabilities, load_net
 from .processing import DR_LABELS, REFERABLE_FROM
 
 VARIANTS = {  # name -> (learns quality too, network design)
@@ -58,6 +58,10 @@ def _flip(batch, generator):
 
 
 def train(request: TrainRequest) -> Path:
+    if request.folds > 1 or request.more_data:  # real photographs (+ phantoms): real_recipe.py
+        from .real_recipe import train as train_real
+
+        return train_real(request)
     task = task_plugin()
     x, y = load_arrays(request.data_dir, task, _labels_of, cache_dir=request.out_dir / "cache",
                        progress=request.progress, extra_key=PREPROCESS_VERSION)
@@ -66,11 +70,11 @@ def train(request: TrainRequest) -> Path:
     for name in [request.variant] if request.variant else list(VARIANTS):
         multi, design = VARIANTS[name]
         torch.manual_seed(request.seed)
-        net = DRGradeNet(design=design)
+        net = DRGradeNet(design=design, dme=False)  # phantoms carry no DME label
 
         def loss_fn(model, batch, multi=multi):
             images, dr_t, q_t = batch
-            dr_logits, q_logits = model(images.float())
+            dr_logits, q_logits, *_ = model(images.float())
             loss = F.cross_entropy(dr_logits, dr_t, ignore_index=-1) if (dr_t >= 0).any() else 0.0
             if multi and (q_t >= 0).any():
                 loss = loss + F.cross_entropy(q_logits, q_t, ignore_index=-1)
@@ -89,12 +93,10 @@ def train(request: TrainRequest) -> Path:
 
 @torch.no_grad()
 def _predict(name: str, models_dir: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    net = DRGradeNet(design=VARIANTS[name][1])
-    net.load_state_dict(torch.load(models_dir / f"{name}.pt", weights_only=True))
-    model = Probabilities(net).eval()
+    model = Probabilities(load_net(models_dir / f"{name}.pt", VARIANTS[name][1])).eval()
     drs, qs = [], []
     for i in range(0, len(x), 16):
-        dr, q = model(torch.from_numpy(x[i : i + 16].astype(np.float32)))
+        dr, q, *_ = model(torch.from_numpy(x[i : i + 16].astype(np.float32)))
         drs.append(dr.numpy())
         qs.append(q.numpy())
     return np.concatenate(drs), np.concatenate(qs)
@@ -115,6 +117,12 @@ def _kappa(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
+    from edgeret.training.real_eval import is_real_layout
+
+    if is_real_layout(request.data_dir):
+        from .real_recipe import evaluate_real
+
+        return evaluate_real(request)
     task = task_plugin()
     models_dir = request.models_dir or WEIGHTS_DIR
     x, y = load_arrays(request.data_dir, task, _labels_of, progress=request.progress)

@@ -107,6 +107,10 @@ def _sampler(x: np.ndarray, targets: np.ndarray, class_p: np.ndarray):
 
 
 def train(request: TrainRequest) -> Path:
+    if request.folds > 1 or request.more_data:  # real photographs (+ phantoms): real_recipe.py
+        from .real_recipe import train as train_real
+
+        return train_real(request)
     task = task_plugin()
     x, y = load_arrays(request.data_dir, task, _labels_of, cache_dir=request.out_dir / "cache",
                        progress=request.progress)
@@ -178,6 +182,12 @@ def _operating_text(results: dict[str, Any]) -> str:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
+    from edgeret.training.real_eval import is_real_layout
+
+    if is_real_layout(request.data_dir):
+        from .real_recipe import evaluate_real
+
+        return evaluate_real(request)
     task = task_plugin()
     models_dir = request.models_dir or WEIGHTS_DIR
     x, y = load_arrays(request.data_dir, task, _labels_of, progress=request.progress)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import EdgeretError, InputError
+from edgeret.grey_exports import as_grey
 from edgeret.imageio import ARRAY
 from edgeret.preprocess import preprocess_oct
 from edgeret.registrations import TaskPlugin
@@ -25,6 +26,10 @@ MIN_SIDE = 32  # smaller than this is not a B-scan we can grade
 FLAG_THRESHOLD = 0.5
 UNKNOWN = -1  # sub-label not given by the dataset (e.g. class folders)
 NAME_TO_CODE = {"good": 0, "usable": 1, "poor": 2}
+# The shipped weights' operating point: poor when p(poor) >= this, else the likelier of good and
+# usable. Chosen by patient-level cross-validation on real clinical B-scans (TRAINING.md,
+# benchmarks/quality-oct-real-cv.md); None: argmax over the three grades.
+POOR_THRESHOLD: float | None = None
 
 
 def preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
@@ -35,10 +40,12 @@ def preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
     resized per the spec; a colour photograph raises InputError.
     """
     arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 3 and not (
-            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
-        raise InputError(ARRAY, f"{task.name} expects a grayscale OCT B-scan, got a colour image "
-                                "(a fundus photograph?)")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        grey = as_grey(arr, ARRAY)  # a viewer's RGB export with markers is still a grey scan
+        if grey is None:
+            raise InputError(ARRAY, f"{task.name} expects a grayscale OCT B-scan, got a colour image "
+                                    "(a fundus photograph?)")
+        arr = grey
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
         raise InputError(ARRAY, f"{task.name} expects a grayscale OCT B-scan, got shape {arr.shape}")
     if min(arr.shape[:2]) < MIN_SIDE:
@@ -53,7 +60,10 @@ def postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str
     """Probabilities -> grade, gradable, the four sub-label probabilities and the raised flags."""
     probs = np.asarray(outputs["grade_probs"], dtype=np.float64).reshape(-1)
     subs = np.asarray(outputs["sublabel_probs"], dtype=np.float64).reshape(-1)
-    grade = int(np.argmax(probs))
+    if POOR_THRESHOLD is None:
+        grade = int(np.argmax(probs))
+    else:
+        grade = POOR if probs[POOR] >= POOR_THRESHOLD else int(np.argmax(probs[:POOR]))
     return {
         "grade": LABELS[grade],
         "gradable": grade != POOR,

@@ -105,6 +105,10 @@ def _arrays(data_dir: Path, cache_dir: Path | None, progress: bool):
 
 
 def train(request: TrainRequest) -> Path:
+    if request.folds > 1 or request.more_data:  # real B-scans (+ phantoms): real_recipe.py
+        from .real_recipe import train as train_real
+
+        return train_real(request)
     task = task_plugin()
     if request.variant and request.variant not in VARIANTS:
         raise EdgeretError(f"unknown variant '{request.variant}'; known: {', '.join(VARIANTS)}")
@@ -218,6 +222,12 @@ def _targets(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
+    from edgeret.training.real_eval import is_real_layout
+
+    if is_real_layout(request.data_dir):
+        from .real_recipe import evaluate_real
+
+        return evaluate_real(request)
     task = task_plugin()
     models_dir = request.models_dir or WEIGHTS_DIR
     x, grades, sublabels = _arrays(request.data_dir, None, request.progress)
