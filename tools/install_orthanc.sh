@@ -8,6 +8,13 @@ have_orthanc() {
     { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } && [ -f "$PLUGIN" ]
 }
 
+# dicom3tools' dciodvfy checks every DICOM object the hub writes (tests/test_hub_dicom.py)
+if ! command -v dciodvfy >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install_orthanc: installing dicom3tools with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dicom3tools >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dicom3tools >/dev/null 2>&1; } \
+        || echo "install_orthanc: could not install dicom3tools; the dciodvfy test will skip"
+fi
 if have_orthanc; then
     echo "install_orthanc: Orthanc and the DICOMweb plugin are installed"
     exit 0
