@@ -42,7 +42,7 @@ def test_registered_with_spec_driven_preprocess():
 def test_onnx_model_matches_torch_weights(phantoms):
     task = task_plugin()
     net = FundusQualityNet()
-    net.load_state_dict(torch.load(WEIGHTS_DIR / "weighted-center.pt", weights_only=True))
+    net.load_state_dict(torch.load(task.default_weights, weights_only=True))
     model = ProbabilitiesOnly(net).eval()
     runner = OnnxRuntimeRunner(WEIGHTS_DIR / "quality_fundus.onnx")
     for _, sample in phantoms:
@@ -61,7 +61,9 @@ def test_committed_model_grades_fresh_phantoms(phantoms):
         task.postprocess(runner.run(task.preprocess(s.image, task)), task)["quality"] == q
         for q, s in phantoms
     )
-    assert right >= 10, f"{right}/18"  # measured 11/18 with the committed model (3-grade acc 0.725)
+    # measured 9/18 with the shipped real-mix model (11/18 with the phantom-only one): the real
+    # photographs it now learns from cost some phantom accuracy (TRAINING.md)
+    assert right >= 8, f"{right}/18"
 
 
 def test_cli_nonretinal_is_poor_and_oct_is_refused(tmp_path):
@@ -118,10 +120,10 @@ def test_export_gate_scores_the_shipped_decision_not_argmax():
     from edgeret_plugins.tasks.quality_fundus.processing import POOR_THRESHOLD
 
     task = task_plugin()
-    assert POOR_THRESHOLD is not None and POOR_THRESHOLD < 0.2
-    # the second capture is poor by the operating point (p_poor 0.2) but good by argmax
-    scores = np.array([[0.6, 0.3, 0.1], [0.5, 0.3, 0.2], [0.2, 0.7, 0.1]], np.float32)
-    heldout = HeldOut([], np.array([0, 2, 1]), "three rows", task=task)
+    assert POOR_THRESHOLD is not None and POOR_THRESHOLD > 0.5
+    # the second capture is poor by argmax (p_poor 0.55) but gradable at the operating point
+    scores = np.array([[0.6, 0.3, 0.1], [0.3, 0.15, 0.55], [0.2, 0.7, 0.1]], np.float32)
+    heldout = HeldOut([], np.array([0, 0, 1]), "three rows", task=task)
     outputs = {"quality_probs": scores}
     result = evaluate_gate(gate_rule(task), heldout, outputs, outputs, "fp32", "onnxruntime")
     assert result.fp32 == pytest.approx(100.0) and result.passed
@@ -143,13 +145,13 @@ def test_eval_reports_paper_rows_the_shipped_operating_point_and_its_curve(tmp_p
     variants = report["variants"]
     argmax, shipped = variants[DEFAULT_VARIANT], variants[f"{DEFAULT_VARIANT}-operating-point"]
     assert argmax["poor_threshold"] is None and shipped["poor_threshold"] == POOR_THRESHOLD
-    # the operating point calls poor at least every capture argmax calls poor
+    # an operating point above 0.5 calls poor only captures argmax calls poor
     pred_argmax, pred_shipped = np.array(argmax["predictions"]), np.array(shipped["predictions"])
-    assert np.all(pred_shipped[pred_argmax == 2] == 2)
-    assert shipped["specificity"] >= argmax["specificity"]
+    assert POOR_THRESHOLD > 0.5 and np.all(pred_argmax[pred_shipped == 2] == 2)
+    assert shipped["specificity"] <= argmax["specificity"]
     curve = argmax["operating_points"]["curve"]
     assert [c["threshold"] for c in curve] == sorted(c["threshold"] for c in curve)
     assert all(a["specificity"] >= b["specificity"] for a, b in zip(curve, curve[1:], strict=False))
     text = (tmp_path / "bench" / "quality-fundus-eval.md").read_text()
     assert f"poor if p >= {POOR_THRESHOLD:g} (ships)" in text and "thresholds on p(poor)" in text
-    assert grades(np.array([[0.5, 0.2, 0.3]])).tolist() == [2]  # 0.3 >= the shipped 0.13
+    assert grades(np.array([[0.3, 0.1, 0.6], [0.2, 0.1, 0.7]])).tolist() == [0, 2]  # the shipped 0.65

@@ -47,10 +47,12 @@ def fresh(task):
 
 @pytest.fixture(scope="module")
 def torch_probs(fresh):
-    from edgeret_plugins.tasks.quality_oct.model import RuntimeOutputs
-    from edgeret_plugins.tasks.quality_oct.recipe import load_variant
+    from edgeret_plugins.tasks.quality_oct import task_plugin
+    from edgeret_plugins.tasks.quality_oct.model import RuntimeOutputs, build
 
-    model = RuntimeOutputs(load_variant("dsff", WEIGHTS_DIR)).eval()
+    net = build("dsff")  # the shipped weights (real-mix.pt) are a DSFF-Net
+    net.load_state_dict(torch.load(task_plugin().default_weights, weights_only=True))
+    model = RuntimeOutputs(net).eval()
     with torch.no_grad():
         grade, subs = model(torch.from_numpy(fresh[1]))
     return grade.numpy(), subs.numpy()

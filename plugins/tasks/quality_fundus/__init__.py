@@ -35,7 +35,7 @@ def task_plugin() -> TaskPlugin:
         image_kind="color",
         default_model=WEIGHTS_DIR / "quality_fundus.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
-        default_weights=WEIGHTS_DIR / "weighted-center.pt",
+        default_weights=WEIGHTS_DIR / "real-mix.pt",
         calibration=lazy("edgeret.data.fundus", "calibration_images"),
         train=lazy(f"{__name__}.recipe", "train"),
         evaluate=lazy(f"{__name__}.recipe", "evaluate"),

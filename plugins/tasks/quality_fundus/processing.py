@@ -17,9 +17,9 @@ __all__ = ["INPUT_SIZE", "LABELS", "POOR", "POOR_THRESHOLD", "grades", "postproc
            "quality_code"]
 
 # The shipped weights' operating point: a capture is poor when p(poor) >= this, otherwise
-# the likelier of good and usable. Chosen on a validation set apart from training and
-# test by a rule fixed beforehand (TRAINING.md, "Operating point"); None = plain argmax.
-POOR_THRESHOLD: float | None = 0.13
+# the likelier of good and usable. Chosen by patient-level cross-validation on real photographs
+# by a rule fixed beforehand (real_recipe.py, benchmarks/quality-fundus-real-cv.md); None = argmax.
+POOR_THRESHOLD: float | None = 0.65
 
 
 def grades(probs: np.ndarray, poor_threshold: float | None = POOR_THRESHOLD) -> np.ndarray:

@@ -19,7 +19,7 @@ from edgeret.lazy import lazy
 from edgeret.metrics import accuracy
 from edgeret.registrations import TaskPlugin, TensorSpec
 
-from .processing import INPUT_SIZE, LABELS, SUBLABELS, postprocess, preprocess
+from .processing import INPUT_SIZE, LABELS, SUBLABELS, grades, postprocess, preprocess
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -40,12 +40,13 @@ def task_plugin() -> TaskPlugin:
                             "sigmoid per sub-label: noise, deficiency, blur, slight_deficiency")),
         preprocess=preprocess,
         postprocess=postprocess,
+        decide=grades,  # poor from p(poor) >= POOR_THRESHOLD, the shipped operating point
         labels=LABELS,
         metrics={"accuracy": accuracy},
         image_kind="gray",
         default_model=WEIGHTS_DIR / "quality_oct.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
-        default_weights=WEIGHTS_DIR / "dsff.pt",
+        default_weights=WEIGHTS_DIR / "real-mix.pt",
         calibration=lazy("edgeret.data.oct", "calibration_bscans"),
         train=lazy(f"{__name__}.recipe", "train"),
         evaluate=lazy(f"{__name__}.recipe", "evaluate"),

@@ -29,7 +29,7 @@ NAME_TO_CODE = {"good": 0, "usable": 1, "poor": 2}
 # The shipped weights' operating point: poor when p(poor) >= this, else the likelier of good and
 # usable. Chosen by patient-level cross-validation on real clinical B-scans (TRAINING.md,
 # benchmarks/quality-oct-real-cv.md); None: argmax over the three grades.
-POOR_THRESHOLD: float | None = None
+POOR_THRESHOLD: float | None = 0.45
 
 
 def preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
@@ -56,14 +56,19 @@ def preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
     return {task.inputs[0].name: np.ascontiguousarray(scan[None, None], dtype=np.float32)}
 
 
+def grades(probs: np.ndarray, poor_threshold: float | None = POOR_THRESHOLD) -> np.ndarray:
+    """(N, 3) grade probabilities -> (N,) grade indices at the operating point (argmax when None)."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    if poor_threshold is None:
+        return probs.argmax(axis=1)
+    return np.where(probs[:, POOR] >= poor_threshold, POOR, probs[:, :POOR].argmax(axis=1))
+
+
 def postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
     """Probabilities -> grade, gradable, the four sub-label probabilities and the raised flags."""
     probs = np.asarray(outputs["grade_probs"], dtype=np.float64).reshape(-1)
     subs = np.asarray(outputs["sublabel_probs"], dtype=np.float64).reshape(-1)
-    if POOR_THRESHOLD is None:
-        grade = int(np.argmax(probs))
-    else:
-        grade = POOR if probs[POOR] >= POOR_THRESHOLD else int(np.argmax(probs[:POOR]))
+    grade = int(grades(probs)[0])
     return {
         "grade": LABELS[grade],
         "gradable": grade != POOR,
