@@ -1,4 +1,4 @@
-"""dr-grade: ICDR diabetic retinopathy grade 0-4, guided by image quality.
+"""dr-grade: ICDR diabetic retinopathy grade 0-4 and macular oedema, guided by image quality.
 
 Runtime (no torch): `processing.py` + the shipped ONNX model in `weights/`;
 a poor-quality capture returns "ungradable — retake" instead of a grade.
@@ -25,7 +25,7 @@ def task_plugin() -> TaskPlugin:
     return TaskPlugin(
         name="dr-grade",
         modality="fundus",
-        description="Diabetic retinopathy grade (ICDR 0-4) guided by image quality",
+        description="DR grade (ICDR 0-4), macular oedema and referable, guided by image quality",
         inputs=(TensorSpec("image", ("batch", 3, INPUT_SIZE, INPUT_SIZE), "float32", (0.0, 1.0),
                            "RGB, cropped to the field of view, black outside it"),),
         outputs=(
@@ -33,6 +33,8 @@ def task_plugin() -> TaskPlugin:
                        "softmax over ICDR grades 0-4"),
             TensorSpec("quality_probs", ("batch", len(QUALITY_LABELS)), "float32", (0.0, 1.0),
                        "softmax over good, usable, poor"),
+            TensorSpec("dme_prob", ("batch", 1), "float32", (0.0, 1.0),
+                       "probability of diabetic macular oedema (sigmoid)"),
         ),
         preprocess=preprocess,
         postprocess=postprocess,
@@ -40,7 +42,7 @@ def task_plugin() -> TaskPlugin:
         image_kind="color",
         default_model=WEIGHTS_DIR / "dr_grade.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
-        default_weights=WEIGHTS_DIR / "multi-task.pt",
+        default_weights=WEIGHTS_DIR / "real-mix.pt",
         calibration=lazy("edgeret.data.fundus", "calibration_images"),
         train=lazy(f"{__name__}.recipe", "train"),
         evaluate=lazy(f"{__name__}.recipe", "evaluate"),

@@ -22,8 +22,8 @@ RETAKE = "ungradable — retake"
 # The shipped weights' operating points, chosen by patient-level cross-validation on real
 # photographs (TRAINING.md): retake when p(poor) >= POOR_THRESHOLD; referable when
 # p(referable) >= REFERABLE_THRESHOLD. None: argmax quality, and grade >= 2 or p(DME) >= 0.5.
-POOR_THRESHOLD: float | None = None
-REFERABLE_THRESHOLD: float | None = None
+POOR_THRESHOLD: float | None = 0.55
+REFERABLE_THRESHOLD: float | None = 0.64
 # Local contrast normalisation (Graham's Kaggle-DR preprocessing): subtract the local
 # mean colour so small red and yellow lesions stand out against the varying background.
 CONTRAST_SIGMA_FRACTION = 1 / 30
