@@ -19,7 +19,7 @@ __all__ = ["INPUT_SIZE", "LABELS", "POOR", "POOR_THRESHOLD", "grades", "postproc
 # The shipped weights' operating point: a capture is poor when p(poor) >= this, otherwise
 # the likelier of good and usable. Chosen by patient-level cross-validation on real photographs
 # by a rule fixed beforehand (real_recipe.py, benchmarks/quality-fundus-real-cv.md); None = argmax.
-POOR_THRESHOLD: float | None = 0.65
+POOR_THRESHOLD: float | None = 0.7
 
 
 def grades(probs: np.ndarray, poor_threshold: float | None = POOR_THRESHOLD) -> np.ndarray:
