@@ -12,6 +12,15 @@ truncation, trailing bytes, out-of-range field) raises :class:`InputError`
 naming the file. A stream written by a different model raises
 :class:`BitstreamModelMismatch`, naming both models.
 
+A *classical* stream (a JPEG XL codestream the camera sent because it beat the
+learned codec on that capture, :mod:`edgeret.classical_codec`) is the same
+container with no latents: its codec id is a classical one
+(:data:`CLASSICAL_CODECS`), it has exactly one payload record describing the
+image itself (shape = channels, height, width; no entropy table), the payload is
+the opaque codestream, and the header's 32-byte hash is the codestream's
+SHA-256. No version bump: a reader that predates it parses the header and
+refuses the stream by its codec id ("codec 'jxl' ... not installed").
+
 This module knows nothing about neural networks or entropy coding; see
 :mod:`edgeret.entropy` for the payloads.
 """
@@ -47,6 +56,10 @@ MAX_LATENT_ELEMENTS = 1 << 26  # summed over all latents
 CHUNK_SIZE = 1 << 16  # payloads are split into chunks of at most 64 KiB
 MAX_CHUNKS = 4096
 MAX_PAYLOAD = MAX_CHUNKS * CHUNK_SIZE  # 256 MiB over all latents
+# Classical codecs a stream may carry instead of latents: codec id -> what the payload is. The id is fixed
+# by the codec, not by a model, so a reader knows from the id alone how to decode the payload.
+CLASSICAL_CODECS = {"jxl": "JPEG XL (ISO/IEC 18181-1) codestream"}
+NO_TABLE = "0" * 16  # a classical payload record's table id: no entropy table
 
 _PREAMBLE = struct.Struct("<8sHI")  # magic, version, header body length
 _CRC = struct.Struct("<I")
@@ -111,11 +124,15 @@ class LatentInfo:
 
 @dataclass(frozen=True)
 class Header:
-    """What a decoder needs to know before it reads the payload."""
+    """What a decoder needs to know before it reads the payload.
 
-    codec: str  # e.g. "oct-l7-r0.25": printable ASCII, no spaces, <= 64 bytes
-    model_name: str  # human-readable model name, printable ASCII, <= 64 bytes
-    model_hash: bytes  # 32-byte SHA-256 of the model and entropy tables
+    A classical stream (``codec`` in :data:`CLASSICAL_CODECS`, see :func:`classical_header`) has one
+    payload record, the image's own shape; its ``model_name`` names the encoder library (e.g.
+    "libjxl 0.11.2") and ``model_hash`` is the codestream's SHA-256."""
+
+    codec: str  # e.g. "oct-l7-r0.25" or "jxl": printable ASCII, no spaces, <= 64 bytes
+    model_name: str  # human-readable model (or encoder library) name, printable ASCII, <= 64 bytes
+    model_hash: bytes  # 32-byte SHA-256 of the model and entropy tables (classical: of the codestream)
     height: int
     width: int
     channels: int  # image channels, 1..4
@@ -134,6 +151,19 @@ class Header:
     @property
     def model(self) -> ModelIdentity:
         return ModelIdentity(self.model_name, self.model_hash)
+
+    @property
+    def classical(self) -> bool:
+        """True for a classical codestream (one opaque payload, no latents)."""
+        return self.codec in CLASSICAL_CODECS
+
+
+def classical_header(codec: str, encoder: str, codestream: bytes, *, height: int, width: int,
+                     channels: int, bit_depth: int, modality: str) -> Header:
+    """The header of a classical codestream of an image: its one payload record is the image's shape."""
+    return Header(codec=codec, model_name=encoder, model_hash=hashlib.sha256(codestream).digest(),
+                  height=height, width=width, channels=channels, bit_depth=bit_depth, modality=modality,
+                  latents=(LatentInfo((channels, height, width), NO_TABLE),))
 
 
 def _header_problem(h: Header) -> str | None:
@@ -155,6 +185,14 @@ def _header_problem(h: Header) -> str | None:
         return f"coding scale {h.scale} is not one of {list(SCALES)}"
     if h.modality not in MODALITIES.values():
         return f"modality {h.modality!r} is not one of {sorted(MODALITIES.values())}"
+    if h.codec in CLASSICAL_CODECS:  # one opaque codestream: its record only restates the image
+        image = (h.channels, h.height, h.width)
+        if len(h.latents) != 1 or h.latents[0].shape != image or h.latents[0].table_id != NO_TABLE:
+            return (f"a {h.codec} stream has one payload record of shape {image} and table id {NO_TABLE}, "
+                    f"got {[(lat.shape, lat.table_id) for lat in h.latents]}")
+        if h.scale != 1:
+            return f"a {h.codec} stream codes the image at full size, got coding scale {h.scale}"
+        return None
     if not 1 <= len(h.latents) <= MAX_LATENTS:
         return f"{len(h.latents)} latent tensors is outside 1..{MAX_LATENTS}"
     total = 0
@@ -186,12 +224,15 @@ def _chunk_crc(index: int, data: bytes | memoryview) -> int:
 
 
 def encode_stream(header: Header, payloads: Sequence[bytes]) -> bytes:
-    """Serialise a header and one payload per latent (in ``header.latents`` order)."""
+    """Serialise a header and one payload per latent (in ``header.latents`` order); a classical
+    header takes its codestream, whose SHA-256 must be ``header.model_hash``."""
     if len(payloads) != len(header.latents):
         raise ValueError(f"{len(payloads)} payloads for {len(header.latents)} latent tensors")
     sizes = [len(p) for p in payloads]
     if sum(sizes) > MAX_PAYLOAD:
         raise ValueError(f"payloads total {sum(sizes)} bytes, the limit is {MAX_PAYLOAD}")
+    if header.classical and hashlib.sha256(payloads[0]).digest() != header.model_hash:
+        raise ValueError("a classical header's hash must be the SHA-256 of its codestream")
     n_chunks = sum(len(_chunk_lengths(s)) for s in sizes)
     codec, name = header.codec.encode("ascii"), header.model_name.encode("ascii")
     body = [bytes([len(codec)]), codec, bytes([len(name)]), name, header.model_hash,
@@ -295,6 +336,8 @@ def decode_header(data: bytes, *, source: str = BITSTREAM) -> tuple[Header, list
                         modality=MODALITIES[modality], latents=tuple(latents), scale=scale)
     except ValueError as e:
         raise InputError(source, str(e).removeprefix("invalid .ert header: ")) from None
+    if header.classical and sizes[0] == 0:
+        raise InputError(source, f"the {codec} codestream is empty")
     if n_chunks > MAX_CHUNKS:
         raise InputError(source, f"header declares {n_chunks} chunks, the limit is {MAX_CHUNKS}")
     total = sum(sizes)
@@ -356,6 +399,9 @@ def decode_stream(data: bytes, *, source: str = BITSTREAM,
             pos += length
             index += 1
         payloads.append(b"".join(parts))
+    if header.classical and hashlib.sha256(payloads[0]).digest() != header.model_hash:
+        # the chunk CRCs passed, so this is a stream assembled wrongly, not line noise
+        raise InputError(source, "codestream SHA-256 does not match the header's")
     return header, payloads
 
 

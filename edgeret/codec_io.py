@@ -8,7 +8,9 @@ model (:mod:`edgeret.entropy`) and writes the ``.ert`` container
 by another model, decodes exactly the symbols the stream holds, de-quantizes
 them and runs the decoder graph. Which models exist is the catalogue's job
 (:mod:`edgeret.codec_catalog`); an oversampled image may be coded at half
-resolution (:mod:`edgeret.codec_scale`, the header's ``scale``).
+resolution (:mod:`edgeret.codec_scale`, the header's ``scale``). A stream the
+camera sent as JPEG XL instead (:mod:`edgeret.codec_choice`) is routed by its
+codec id to :mod:`edgeret.classical_codec`.
 
 Latents, in payload order: ``y0`` (main, stride 32), ``y1`` (skip from encoder
 layer 5, stride 16), ``y2`` (layer 4, stride 8), ``y3`` (layer 3, stride 4).
@@ -127,9 +129,9 @@ class Encoded:
 class Decoded:
     image: np.ndarray
     header: Header
-    symbols: list[np.ndarray]
-    rate: RatePoint
-    seconds: float  # entropy decoding + decoder graph
+    symbols: list[np.ndarray]  # empty for a classical codestream
+    rate: RatePoint | None  # None for a classical codestream
+    seconds: float  # entropy decoding + decoder graph (classical: the codestream's decoder)
 
 
 def _load_runner(backend, path: Path, threads: int | None):
@@ -216,6 +218,10 @@ class CodecSession:
 
     def decode_bytes(self, data: bytes, *, source: str = "<bitstream>", codec: str | None = None) -> Decoded:
         header, _, _ = decode_header(data, source=source)
+        if header.classical:  # routed by the codec id: no model, the codestream is self-contained
+            if codec is not None and codec != header.codec:
+                raise InputError(source, f"written by codec '{header.codec}', not '{codec}'")
+            return decode_classical_bytes(data, source=source)
         model, rate = self.lookup(header, source, codec)
         header, payloads = decode_stream(data, source=source, expect=rate.identity)
         return self.decode(header, payloads, model, rate, source=source)
@@ -248,6 +254,16 @@ class CodecSession:
         if header.scale == 2:
             image = upscale2(image, header.height, header.width)
         return Decoded(image, header, symbols, rate, time.perf_counter() - start)
+
+
+def decode_classical_bytes(data: bytes, *, source: str = "<bitstream>") -> Decoded:
+    """A classical (JPEG XL) ``.ert`` stream's image: container checked, then the codestream decoded."""
+    from edgeret.classical_codec import decode_classical  # imagecodecs only when such a stream arrives
+
+    header, payloads = decode_stream(data, source=source)
+    start = time.perf_counter()
+    image = decode_classical(header, payloads[0], source=source)
+    return Decoded(image, header, [], None, time.perf_counter() - start)
 
 
 def run_decoder(runner, feeds: dict[str, np.ndarray], tile: int = TILE_Y0, halo: int = HALO_Y0) -> np.ndarray:

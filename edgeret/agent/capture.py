@@ -3,6 +3,9 @@
 The capture id is the sha256 of the capture file's bytes: the same capture
 processed twice (a restart after a crash) gets the same id, so neither the
 spool nor the hub ever holds it twice.
+
+The stream is the learned codec's, or JPEG XL in at most the same bytes when
+that decodes closer to the capture (``fallback="jxl"``, :mod:`edgeret.codec_choice`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.bitstream import encode_stream
 from edgeret.codec_bundle import BundleEncoder
+from edgeret.codec_choice import FALLBACKS, choose
 from edgeret.codec_io import CodecSession, Encoded, modality_of, stream_stats
 from edgeret.errors import InputError
 from edgeret.grading import Grader
@@ -106,12 +109,17 @@ class PluginCodec:
         model, rate = self.session.catalog.choose(modality, "factorized", self.rate)
         return self.session.encode(image, model, rate, source=source, scale=scale)
 
+    def decode(self, encoded: Encoded) -> np.ndarray:
+        """What the hub will decode from this stream (to compare it with JPEG XL on the device)."""
+        return self.session.decode(encoded.header, encoded.payloads, encoded.model, encoded.rate).image
+
 
 class BundleCodec:
     """An exported bundle's encoder (one modality, the profile's image size; e.g. INT8 on LiteRT)."""
 
     def __init__(self, encoder: BundleEncoder, rate: str | float | None = None) -> None:
         self.encoder, self.point = encoder, encoder.rate(rate)
+        self._decoder: CodecSession | None = None
 
     def encode(self, image: np.ndarray, modality: str, source: str, scale: str | int = "auto") -> Encoded:
         if modality != self.encoder.model.modality:
@@ -119,14 +127,34 @@ class BundleCodec:
                                      f"codes {self.encoder.model.modality} images")
         return self.encoder.encode(image, self.point, source=source, scale=scale)
 
+    def decode(self, encoded: Encoded) -> np.ndarray:
+        """The hub's decoder graph (fp32 ONNX, as the hub runs it), loaded on first use."""
+        if self._decoder is None:
+            from edgeret.host import get_host
+
+            self._decoder = CodecSession(None, get_host().backend("onnxruntime"), threads=1)
+        return self._decoder.decode(encoded.header, encoded.payloads, encoded.model, encoded.rate).image
+
 
 class CaptureProcessor:
     """Quality-grade and encode captures on the device (no torch)."""
 
     def __init__(self, codec: PluginCodec | BundleCodec, grader: Grader, *, device: str = "",
-                 half_scale: bool = True) -> None:
+                 half_scale: bool = True, fallback: str = "jxl") -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
         self.codec, self.grader, self.device = codec, grader, device
         self.half_scale = half_scale  # False: never code a capture at half resolution
+        self.fallback = fallback  # "jxl": send JPEG XL when it beats the learned codec in the same bytes
+
+    def fallback_problem(self) -> str | None:
+        """Why the JPEG XL fallback asked for cannot run here (the agent says so once), or None."""
+        if self.fallback == "off":
+            return None
+        from edgeret.classical_codec import unavailable_reason
+
+        reason = unavailable_reason()
+        return f"JPEG XL fallback unavailable, sending the learned codec only: {reason}" if reason else None
 
     def prepare(self, path: Path) -> Prepared:
         data = _read_capture(path)
@@ -140,11 +168,12 @@ class CaptureProcessor:
         quality = self.grader.grade(image, modality, str(path))
         scale = scale_for_quality(quality) if self.half_scale else 1
         encoded = self.codec.encode(image, modality, str(path), scale)
-        stream = encode_stream(encoded.header, encoded.payloads)
+        choice = choose(image, encoded, self.codec.decode, fallback=self.fallback, source=str(path))
+        stream = choice.stream
         meta = {"source_name": path.name, "device": self.device, "modality": modality,
                 "captured_at": path.stat().st_mtime, "encoded_at": time.time(),
                 "device_quality": quality, "patient": patient,
-                "stream": stream_stats(len(stream), encoded.header)}
+                "stream": stream_stats(len(stream), choice.header), "codec_choice": choice.meta()}
         return Prepared(capture_id, stream, meta)
 
 

@@ -3,7 +3,9 @@
 The codec models come from the `codec-encoder` task's weights folder (or
 `--models DIR`); the backend is the device profile's first available one (or
 `--backend`). Both commands print the stream size, bits per pixel and the
-compression ratio against the raw pixels; decode also prints its time. A bad
+compression ratio against the raw pixels; decode also prints its time. Encode
+sends JPEG XL in at most the learned stream's bytes when that scores higher
+(`--fallback jxl`, the default; `edgeret.codec_choice`), as the camera agent does. A bad
 input prints one line naming the file and exits 2, and no output file is left
 behind (both outputs are written atomically, after everything succeeded).
 """
@@ -42,6 +44,10 @@ def configure_encode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path,
                         help="encode with this exported bundle's codec-encoder (e.g. INT8) on its device's "
                              "backend, as the camera does; the image must have the profile's size")
+    parser.add_argument("--fallback", choices=["jxl", "off"],
+                        help="jxl: write JPEG XL instead when, in at most the learned stream's bytes, it "
+                             "scores higher (MS-SSIM); off: the learned codec only. Default: jxl, but off "
+                             "when --scale 1|2 or --variant paper asks for a particular learned stream")
     _common(parser)
 
 
@@ -86,7 +92,8 @@ def _describe(stats: dict) -> str:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from edgeret.bitstream import encode_stream, write_ert
+    from edgeret.atomic import write_bytes_atomic
+    from edgeret.codec_choice import choose
     from edgeret.codec_io import modality_of, stream_stats
     from edgeret.imageio import read_image
 
@@ -97,21 +104,56 @@ def run_encode(args: argparse.Namespace) -> int:
         raise InputError(args.image, f"holds {image.shape[0]} frames; encode one B-scan or photo per file")
     if args.bundle is not None:
         encoded, backend_name = _encode_with_bundle(args, image)
+        decoder = None  # the hub's fp32 decoder graph, loaded only if JPEG XL is tried
     else:
         session, backend = codec_session(args)
         modality = modality_of(image, args.modality)
         model, rate = session.catalog.choose(modality, args.variant, args.rate)
         encoded = session.encode(image, model, rate, source=str(args.image), scale=args.scale)
-        backend_name = backend.name
-    nbytes = len(encode_stream(encoded.header, encoded.payloads))
-    write_ert(args.output, encoded.header, encoded.payloads)
-    stats = {**stream_stats(nbytes, encoded.header), "output": str(args.output), "backend": backend_name,
-             "encode_ms": encoded.seconds * 1000, "rate_nominal_bpp": encoded.rate.nominal_bpp}
+        backend_name, decoder = backend.name, session
+
+    def decode(enc):
+        nonlocal decoder
+        if decoder is None:
+            from edgeret.codec_io import CodecSession
+
+            decoder = CodecSession(None, args.host.backend("onnxruntime"), threads=args.threads)
+        return decoder.decode(enc.header, enc.payloads, enc.model, enc.rate).image
+
+    choice = choose(image, encoded, decode, fallback=_fallback(args), source=str(args.image))
+    stream = choice.stream
+    write_bytes_atomic(args.output, stream)
+    stats = {**stream_stats(len(stream), choice.header), "output": str(args.output), "backend": backend_name,
+             "encode_ms": encoded.seconds * 1000, "rate_nominal_bpp": encoded.rate.nominal_bpp,
+             "codec_choice": choice.meta()}
     if args.json:
         print_json(stats)
     else:
-        print(f"{args.output}: {_describe(stats)}; encoded in {stats['encode_ms']:.1f} ms on {backend_name}")
+        print(f"{args.output}: {_describe(stats)}; encoded in {stats['encode_ms']:.1f} ms on {backend_name}"
+              + _choice_line(choice.meta()))
     return 0
+
+
+def _fallback(args: argparse.Namespace) -> str:
+    """An explicit learned-codec option (a forced coding scale, the paper variant) asks for that very
+    stream, so it is not swapped for JPEG XL unless --fallback jxl says so."""
+    if args.fallback:
+        return args.fallback
+    return "off" if args.scale != "auto" or args.variant != "factorized" else "jxl"
+
+
+def _choice_line(choice: dict) -> str:
+    """Why this codec was written, when JPEG XL was tried."""
+    if choice.get("note"):
+        return f"; {choice['note']}"
+    if not choice.get("jxl"):
+        return ""
+    learned, jxl = choice["learned"], choice["jxl"]
+    metric = "ms_ssim" if learned.get("ms_ssim") is not None else "psnr"
+    sent, name = "JPEG XL" if choice["sent"] == "jxl" else "learned", metric.upper().replace("_", "-")
+    return (f"; {sent} chosen ({name} learned {learned[metric]} in {learned['bytes']} B, "
+            f"JPEG XL {jxl[metric]} in {jxl['bytes']} B; "
+            f"choice took {choice['seconds']['total'] * 1000:.0f} ms)")
 
 
 def _encode_with_bundle(args: argparse.Namespace, image):

@@ -77,6 +77,9 @@ def configure_agent(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-scale", action="store_true",
                         help="never code a capture at half resolution (by default an oversampled capture "
                              "graded good may be, at the codec's low rate points)")
+    parser.add_argument("--fallback", choices=["jxl", "off"], default="jxl",
+                        help="jxl: per capture, send JPEG XL in at most the learned stream's bytes when it "
+                             "scores higher (MS-SSIM); off: the learned codec only (docs/upload.md)")
     parser.add_argument("--once", action="store_true", help="process the inbox, upload, exit")
     parser.add_argument("--max-wait", type=float, default=60.0,
                         help="--once: give up uploading after this many seconds (streams stay queued)")
@@ -124,7 +127,8 @@ def run_agent(args: argparse.Namespace) -> int:
         codec, runs_on = PluginCodec(session, args.rate), backend.name
         tasks = task_map(args, args.quality, DEVICE_TASKS, "--quality")
         grader = Grader(args.host, backend, tasks, threads=args.threads)
-    processor = CaptureProcessor(codec, grader, device=args.device, half_scale=not args.full_scale)
+    processor = CaptureProcessor(codec, grader, device=args.device, half_scale=not args.full_scale,
+                                 fallback=args.fallback)
     agent = Agent(args.inbox, Spool(args.spool), processor, uploader, settle=args.settle,
                   backoff=Backoff(first=args.retry_first, cap=args.retry_cap),
                   min_free_mb=args.min_free_mb, log=_say)

@@ -28,6 +28,11 @@ DERIVATION = "Decoded by the edgeret hub from a learned-codec (.ert) stream; los
 # LossyImageCompressionMethod: the standard's defined terms name JPEG, JPEG-LS, JPEG 2000, MPEG... (PS3.3
 # C.7.6.1.1.5.1); a learned codec has none, and defined terms may be extended (CS: 16 characters)
 LOSSY_METHOD = "EDGERET_LEARNED"
+# A JPEG XL stream is stored decoded, uncompressed: few PACS know JPEG XL's transfer syntax yet. Its defined
+# term follows the standard's pattern for JPEG 2000 ("ISO_15444_1"): JPEG XL is ISO/IEC 18181-1.
+JPEG_XL_METHOD = "ISO_18181_1"
+DERIVATIONS = {JPEG_XL_METHOD: "Decoded by the edgeret hub from a JPEG XL codestream in an .ert stream; "
+                               "lossy compression"}
 
 
 def _pydicom() -> Any:
@@ -156,13 +161,15 @@ def capture_to_dicom(
     coded_scale: int = 1,
     station: str | None = None,
     stream_bytes: int | None = None,
+    lossy_method: str = LOSSY_METHOD,
 ) -> bytes:
     """DICOM Part-10 bytes (explicit VR little endian, uncompressed Secondary Capture) for one capture.
 
     ``coded_scale`` 2: the stream coded the image at half resolution (the derivation says so);
     ``station``: the authenticated camera's name (StationName, at most 16 characters);
     ``stream_bytes``: the size of the ``.ert`` stream the image was decoded from, for
-    LossyImageCompressionRatio (the image's uncompressed size over it)."""
+    LossyImageCompressionRatio (the image's uncompressed size over it);
+    ``lossy_method``: LossyImageCompressionMethod, :data:`JPEG_XL_METHOD` for a JPEG XL stream."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be 'oct' or 'fundus', got {modality!r}")
     spp, photometric, bits_allocated = _pixel_layout(image, bit_depth)
@@ -211,7 +218,7 @@ def capture_to_dicom(
     if findings:
         ds.ImageComments = findings_summary(findings)
     ds.BurnedInAnnotation = "NO"
-    ds.DerivationDescription = DERIVATION + (
+    ds.DerivationDescription = DERIVATIONS.get(lossy_method, DERIVATION) + (
         "; coded at half resolution, up-sampled by the hub" if coded_scale == 2 else "")
     ds.LossyImageCompression = "01"  # the learned codec discarded information
     if stream_bytes:
@@ -219,7 +226,7 @@ def capture_to_dicom(
             raise ValueError(f"stream_bytes must be a positive integer, got {stream_bytes!r}")
         uncompressed = image.shape[0] * image.shape[1] * spp * int(bit_depth) / 8
         ds.LossyImageCompressionRatio = _decimal_string(uncompressed / stream_bytes)
-        ds.LossyImageCompressionMethod = LOSSY_METHOD
+        ds.LossyImageCompressionMethod = lossy_method
 
     rows, cols = image.shape[:2]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = spp, photometric

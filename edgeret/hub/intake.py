@@ -17,7 +17,14 @@ from edgeret.bitstream import decode_header
 from edgeret.codec_io import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
-from edgeret.hub.dicom_out import capture_to_dicom, capture_uids, check_patient, pseudonymous_patient_id
+from edgeret.hub.dicom_out import (
+    JPEG_XL_METHOD,
+    LOSSY_METHOD,
+    capture_to_dicom,
+    capture_uids,
+    check_patient,
+    pseudonymous_patient_id,
+)
 from edgeret.hub.store import HubStore
 from edgeret.upload_protocol import CAPTURE_ID
 
@@ -86,6 +93,12 @@ class Intake:
         if header.height * header.width > self.max_pixels:
             raise Refused(413, f"{source}: declares a {header.width}x{header.height} image, more than "
                                f"this hub's limit of {self.max_pixels} pixels")
+        if header.classical:
+            from edgeret.classical_codec import unavailable_reason
+
+            reason = unavailable_reason()
+            if reason:  # the hub's installation, not the stream, is at fault: the camera keeps it and retries
+                raise Refused(503, f"{source}: this hub cannot decode {header.codec} streams yet ({reason})")
 
     def _process(self, capture_id: str, stream: bytes, digest: str, meta: dict[str, Any],
                  camera: str | None, patient: dict[str, str]) -> dict[str, Any]:
@@ -100,11 +113,13 @@ class Intake:
         except EdgeretError as exc:
             raise Refused(422, str(exc)) from None
         acquired = _timestamp(meta.get("captured_at"))
+        method = JPEG_XL_METHOD if decoded.header.classical else LOSSY_METHOD
         try:
             dicom = capture_to_dicom(decoded.image, capture_id=capture_id, modality=modality,
                                      bit_depth=decoded.header.bit_depth, findings=findings, patient=patient,
                                      acquired=acquired, coded_scale=decoded.header.scale, station=camera,
-                                     stream_bytes=len(stream))
+                                     stream_bytes=len(stream),
+                                     lossy_method=method)
         except ValueError as exc:  # the camera's patient fields (too long, bad laterality...)
             raise Refused(422, f"{source}: cannot write DICOM: {exc}") from None
         study_uid, _, sop_uid = capture_uids(capture_id)  # the ones capture_to_dicom wrote
@@ -113,6 +128,7 @@ class Intake:
             "source_name": meta.get("source_name"), "device": meta.get("device"), "camera": camera,
             "modality": modality,
             "device_quality": meta.get("device_quality"), "findings": findings, "patient": patient,
+            "codec_choice": meta.get("codec_choice"),  # what the camera sent and why (learned or JPEG XL)
             "stream": stream_stats(len(stream), decoded.header),
             "decode_ms": round(decoded.seconds * 1000, 2),
             "dicom": {"sop_instance_uid": sop_uid, "study_instance_uid": study_uid,
