@@ -225,3 +225,30 @@ def test_a_corrupt_jpeg_xl_payload_is_refused_with_422_and_nothing_is_stored(tmp
     assert too_big.kind == "rejected" and "HTTP 413" in too_big.detail, too_big  # before decoding
     assert not list((store / "records").glob("*.json"))
     assert not list((store / "streams").iterdir()) and not list((store / "dicom").iterdir())
+
+
+def test_without_imagecodecs_the_camera_degrades_to_the_learned_codec_and_says_why():
+    """A camera installed without the `fallback` extra: imagecodecs cannot be imported (a real fresh
+    interpreter with the module blocked), the learned stream goes and the reason is recorded."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["imagecodecs"] = None  # as if not installed
+from edgeret.agent.capture import PluginCodec
+from edgeret.codec_choice import choose
+from edgeret.codec_io import CodecCatalog, CodecSession
+from edgeret.data.fundus import generate_fundus
+from edgeret.host import get_host
+host = get_host()
+codec = PluginCodec(CodecSession(CodecCatalog.of_plugin(host), host.backend("onnxruntime"), threads=1))
+image = generate_fundus(0, size=256, quality="good").image
+choice = choose(image, codec.encode(image, "fundus", "x"), codec.decode)
+print(choice.sent, choice.header.codec, choice.note)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         check=True)
+    sent, codec, note = out.stdout.strip().split(" ", 2)
+    assert sent == "learned" and codec.startswith("fundus-factorized")
+    assert note == "JPEG XL fallback off: imagecodecs is not installed (pip install 'edgeret[fallback]')"
