@@ -325,14 +325,15 @@ def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
 def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_full_size(tmp_path, extra,
                                                                                         version):
     """The real scikit-image photograph at q2: halved on the device, doubled back at the hub (unless the
-    agent runs with --full-scale)."""
+    agent runs with --full-scale). The whole photograph: the device halves only what it grades good,
+    and a centre crop without the field's edge is graded usable by the real-trained quality model."""
     from skimage import data as skdata
 
     from edgeret.imageio import read_image, write_image
 
     inbox, store = tmp_path / "inbox", tmp_path / "store"
     inbox.mkdir()
-    write_image(inbox / "photo.png", np.ascontiguousarray(skdata.retina()[352:1056, 352:1056]))
+    write_image(inbox / "photo.png", np.ascontiguousarray(skdata.retina()))
     capture_id = _sha(inbox / "photo.png")
     hub = start_hub(store)
     try:
@@ -344,7 +345,7 @@ def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_fu
     stream = store / "streams" / f"{capture_id}.ert"
     assert int.from_bytes(stream.read_bytes()[8:10], "little") == version  # .ert version 2: halved
     ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
-    assert ds.pixel_array.shape == (704, 704, 3)
+    assert ds.pixel_array.shape == (1411, 1411, 3)
     assert ("coded at half resolution" in ds.DerivationDescription) == (version == 2)
     run_cli("decode", str(stream), "-o", str(tmp_path / "back.png"), check=True)
     np.testing.assert_array_equal(ds.pixel_array, read_image(tmp_path / "back.png"))
