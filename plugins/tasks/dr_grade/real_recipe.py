@@ -18,8 +18,6 @@ Retake (ungradable) counts as referred, as programmes send ungradable eyes to an
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,8 @@ import torch.nn.functional as F
 from edgeret.reporting import markdown_table, write_report
 from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
 from edgeret.training.real_batches import DEGRADED, binary_quality_loss, draw
+from edgeret.training.real_fit import run_epoch, ship_real
 from edgeret.training.real_fundus import FundusSet, load_fundus_sets
-from edgeret.training.shipping import ship
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import DRGradeNet, Probabilities
@@ -117,16 +115,9 @@ def _train(fs: FundusSet, index: np.ndarray, epochs: int, seed: int, eval_index:
     pools = _pools(fs, index)
     found: dict[int, dict[str, np.ndarray]] = {}
     for epoch in range(1, epochs + 1):
-        net.train()
-        total, start = 0.0, time.time()
-        for _ in range(steps):
-            loss = _loss(net, fs, draw(fs, pools, SHARES, BATCH, rng))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        log(f"  epoch {epoch}/{epochs}: loss {total / steps:.4f} ({time.time() - start:.0f} s)", flush=True)
+        loss, seconds = run_epoch(net, optimizer, scheduler, steps,
+                                  lambda: _loss(net, fs, draw(fs, pools, SHARES, BATCH, rng)))
+        log(f"  epoch {epoch}/{epochs}: loss {loss:.4f} ({seconds:.0f} s)", flush=True)
         if eval_index is not None and epoch in scored_epochs(EVAL_EPOCHS, epochs):
             found[epoch] = scores(net, fs, eval_index)
     return net, found
@@ -241,10 +232,7 @@ def train(request) -> Path:
                                          "pooled_nested", "spread")}
     net, _ = _train(fs, np.arange(len(fs)), epochs, request.seed)
     meta.update({"epochs": epochs, "poor_threshold": thresholds[0], "referable_threshold": thresholds[1]})
-    ship(net, Probabilities(net), task_plugin(), request.out_dir / "real-mix.pt",
-         request.out_dir / "dr_grade.onnx", meta)
-    (request.out_dir / "real-mix.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return request.out_dir
+    return ship_real(net, Probabilities(net), task_plugin(), request.out_dir, "dr_grade.onnx", meta)
 
 
 def evaluate_real(request) -> dict[str, Any]:

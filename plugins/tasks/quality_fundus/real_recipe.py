@@ -22,8 +22,6 @@ tuned on the patients it reports.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,8 @@ import torch
 from edgeret.reporting import markdown_table, write_report
 from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
 from edgeret.training.real_batches import DEGRADED, binary_quality_loss, draw
+from edgeret.training.real_fit import run_epoch, ship_real
 from edgeret.training.real_fundus import FundusSet, load_fundus_sets
-from edgeret.training.shipping import ship
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import FundusQualityNet, ProbabilitiesOnly
@@ -98,18 +96,13 @@ def _train(fs: FundusSet, index: np.ndarray, epochs: int, seed: int, eval_index:
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, EPOCHS) * steps)
     pools = _pools(fs, index)
     scores: dict[int, np.ndarray] = {}
+    def next_loss() -> torch.Tensor:
+        images, poor, weight = _batch(fs, pools, BATCH, rng)
+        return binary_quality_loss(net(images)[0], poor, weight)
+
     for epoch in range(1, epochs + 1):
-        net.train()
-        total, start = 0.0, time.time()
-        for _ in range(steps):
-            images, poor, weight = _batch(fs, pools, BATCH, rng)
-            loss = binary_quality_loss(net(images)[0], poor, weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        log(f"  epoch {epoch}/{epochs}: loss {total / steps:.4f} ({time.time() - start:.0f} s)")
+        loss, seconds = run_epoch(net, optimizer, scheduler, steps, next_loss)
+        log(f"  epoch {epoch}/{epochs}: loss {loss:.4f} ({seconds:.0f} s)")
         if eval_index is not None and epoch in scored_epochs(EVAL_EPOCHS, epochs):
             scores[epoch] = p_poor(net, fs, eval_index)
     return net, scores
@@ -202,10 +195,7 @@ def train(request) -> Path:
         meta["cv"] = {k: cv[k] for k in ("chosen_epochs", "chosen_threshold", "pooled_nested", "spread")}
     net, _ = _train(fs, np.arange(len(fs)), epochs, request.seed)
     meta.update({"epochs": epochs, "poor_threshold": threshold})
-    ship(net, ProbabilitiesOnly(net), task_plugin(), request.out_dir / "real-mix.pt",
-         request.out_dir / "quality_fundus.onnx", meta)
-    (request.out_dir / "real-mix.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return request.out_dir
+    return ship_real(net, ProbabilitiesOnly(net), task_plugin(), request.out_dir, "quality_fundus.onnx", meta)
 
 
 def evaluate_real(request) -> dict[str, Any]:

@@ -17,8 +17,6 @@ the other folds.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from edgeret.preprocess import preprocess_oct
 from edgeret.reporting import markdown_table, write_report
 from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
 from edgeret.training.real_batches import binary_quality_loss
-from edgeret.training.shipping import ship
+from edgeret.training.real_fit import run_epoch, ship_real
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import DSFFNet, RuntimeOutputs, build
@@ -208,16 +206,9 @@ def _train(data, index, epochs, seed, eval_index=None, log=print):
     held_real = eval_index[~data["phantom"][eval_index]] if eval_index is not None else None
     degraded = _degraded_copies(data, held_real, seed) if held_real is not None else None
     for epoch in range(1, epochs + 1):
-        net.train()
-        total, start = 0.0, time.time()
-        for _ in range(steps):
-            loss = _loss(net, _batch(data, pools, rng))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        log(f"  epoch {epoch}/{epochs}: loss {total / steps:.4f} ({time.time() - start:.0f} s)", flush=True)
+        loss, seconds = run_epoch(net, optimizer, scheduler, steps,
+                                  lambda: _loss(net, _batch(data, pools, rng)))
+        log(f"  epoch {epoch}/{epochs}: loss {loss:.4f} ({seconds:.0f} s)", flush=True)
         if held_real is not None and epoch in scored_epochs(EVAL_EPOCHS, epochs):
             scores[epoch] = (p_poor(net, data["x"][held_real]), p_poor(net, degraded))
     return net, scores, held_real
@@ -306,10 +297,7 @@ def train(request) -> Path:
         meta["cv"] = {k: cv[k] for k in ("chosen_epochs", "chosen_threshold", "pooled_nested", "spread")}
     net, _, _ = _train(data, np.arange(len(data["x"])), epochs, request.seed)
     meta.update({"epochs": epochs, "poor_threshold": threshold})
-    ship(net, RuntimeOutputs(net), task_plugin(), request.out_dir / "real-mix.pt",
-         request.out_dir / "quality_oct.onnx", meta)
-    (request.out_dir / "real-mix.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return request.out_dir
+    return ship_real(net, RuntimeOutputs(net), task_plugin(), request.out_dir, "quality_oct.onnx", meta)
 
 
 def evaluate_real(request) -> dict[str, Any]:
