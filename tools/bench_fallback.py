@@ -4,6 +4,10 @@
     # or one set per process, then merged:
     python tools/bench_fallback.py --sets oct --rows /tmp/oct.json   (likewise for the other sets)
     python tools/bench_fallback.py --merge /tmp/oct.json /tmp/dr.json /tmp/chase.json
+    # device time measured alone on an idle machine (one process, one thread), reported beside it:
+    python tools/bench_fallback.py --limit 10 --threads 1 --rates fundus-factorized-q4 fundus-factorized-q6 \
+        oct-factorized-q1 oct-factorized-q3 --rows /tmp/quiet.json
+    python tools/bench_fallback.py --merge ... --timing /tmp/quiet.json
 
 For every real development image and every rate point of the shipped factorized
 codec, the camera's own decision runs (:func:`edgeret.codec_choice.choose`, as
@@ -121,6 +125,19 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def timing(rows: list[dict]) -> list[dict]:
+    """Mean device seconds per step, per set and rate point (rows measured on an idle machine)."""
+    out = []
+    for key in dict.fromkeys((r["set"], r["rate"]) for r in rows):
+        group = [r for r in rows if (r["set"], r["rate"]) == key]
+        steps = ("learned_encode", "jxl_fit", "learned_decode", "jxl_decode_and_score", "total")
+        mpx = statistics.fmean(r["size"][0] * r["size"][1] for r in group) / 1e6
+        means = {k: round(statistics.fmean(r["seconds"].get(k, 0.0) for r in group), 3) for k in steps}
+        out.append({"set": key[0], "rate": key[1], "captures": len(group), "megapixels": round(mpx, 2),
+                    **means})
+    return out
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     rows = result["rows"]
@@ -170,6 +187,24 @@ def markdown(result: dict) -> str:
         "budget can be well below it. Per-capture rows: `codec-fallback.json`.",
         "",
     ]
+    if result.get("timing"):
+        lines += [
+            "## Device time, measured alone",
+            "",
+            "The times above were taken with three benchmark processes sharing two busy cores. Measured "
+            "again with one process and one thread on an otherwise idle machine (x86, ONNX Runtime fp32; "
+            f"`{result['timing_command']}`), mean seconds per capture:",
+            "",
+            "| set | rate | captures | Mpx | learned encode | JXL fit | learned decode | "
+            "JXL decode + scoring | total | added by the choice |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in result["timing"]:
+            lines.append(f"| {t['set']} | {t['rate'].split('-')[-1]} | {t['captures']} | {t['megapixels']} | "
+                         f"{t['learned_encode']:.2f} | {t['jxl_fit']:.2f} | {t['learned_decode']:.2f} | "
+                         f"{t['jxl_decode_and_score']:.2f} | {t['total']:.2f} | "
+                         f"{t['total'] - t['learned_encode']:.2f} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -182,10 +217,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--rows", type=Path, help="write only the per-capture rows here (for --merge)")
     parser.add_argument("--merge", type=Path, nargs="+", help="report on rows files written with --rows")
+    parser.add_argument("--timing", type=Path,
+                        help="with --merge: rows measured alone, for the device-time table")
     args = parser.parse_args()
     if args.merge:
         rows = [r for path in args.merge for r in json.loads(path.read_text())]
-        command = "python tools/bench_fallback.py (one process per set, merged)"
+        command = ("python tools/bench_fallback.py --threads 1 --sets SET --rows SET.json (one process per "
+                   "set, the three side by side), then --merge")
     else:
         if not DATA.is_dir():
             print(f"no real data at {DATA}", file=sys.stderr)
@@ -196,6 +234,11 @@ def main() -> int:
         command = "python tools/bench_fallback.py " + " ".join(sys.argv[1:])
     result = {"summary": summarise(rows), "machine": platform.platform(), "threads": args.threads,
               "command": command, "rows": rows}
+    if args.timing:
+        result["timing"] = timing(json.loads(args.timing.read_text()))
+        result["timing_command"] = ("python tools/bench_fallback.py --limit 10 --threads 1 --rates "
+                                    "fundus-factorized-q4 fundus-factorized-q6 oct-factorized-q1 "
+                                    "oct-factorized-q3")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "codec-fallback.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "codec-fallback.md").write_text(markdown(result))
