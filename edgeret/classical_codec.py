@@ -28,8 +28,11 @@ from edgeret.errors import EdgeretError, InputError
 
 JXL = "jxl"
 # libjxl effort 7 is its default; the search encodes several times, so a lower effort buys device time.
-# Measured on real photographs (benchmarks/codec-fallback.md): effort 5 costs ~2-4x less time than 7.
+# Effort 5 costs ~2-4x less time than 7 and, on real colour photographs, scores as well in the same bytes;
+# on B-scans effort 7 scores higher (benchmarks/codec-fallback.md, the independent check), and a grey
+# image is a third of the work, so OCT gets 7.
 EFFORT = 5
+EFFORTS = {"fundus": 5, "oct": 7}
 MAX_TRIES = 8  # encodes per capture while fitting the budget
 MIN_DISTANCE, MAX_DISTANCE = 0.05, 25.0  # libjxl's lossy range (butteraugli distance)
 FILL = 0.97  # a fit using at least this share of the budget ends the search early
@@ -92,13 +95,14 @@ def encode_jxl(image: np.ndarray, modality: str, distance: float, effort: int = 
                             time.perf_counter() - start)
 
 
-def fit_jxl(image: np.ndarray, modality: str, max_bytes: int, *, effort: int = EFFORT,
+def fit_jxl(image: np.ndarray, modality: str, max_bytes: int, *, effort: int | None = None,
             max_tries: int = MAX_TRIES, threads: int = 1) -> ClassicalEncoded | None:
     """The best JPEG XL ``.ert`` stream of at most ``max_bytes`` bytes, or None if none fits.
 
     Bytes fall with the distance roughly as a power law, so the search steps in log-distance along
     the secant through the two nearest tries (bisection when that misbehaves); the smallest distance
     whose whole stream fits is kept."""
+    effort = EFFORTS.get(modality, EFFORT) if effort is None else effort
     start = time.perf_counter()
     fits: tuple[float, ClassicalEncoded] | None = None  # the smallest fitting distance so far
     over: tuple[float, int] | None = None  # the largest distance that did not fit, and its bytes

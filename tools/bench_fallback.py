@@ -48,7 +48,20 @@ def images_of(folder: Path, limit: int | None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def run(limit: int, threads: int, sets: list[str], rates: list[str] | None, rows_path: Path | None) -> list:
+def reference_jxl(image, modality: str, budget: int, effort: int) -> dict | None:
+    """An independent JPEG XL at the same bytes: libjxl at a higher effort, a finer search (16 encodes)."""
+    from edgeret.classical_codec import decode_classical, fit_jxl
+    from edgeret.codec_choice import scores
+
+    enc = fit_jxl(image, modality, budget, effort=effort, max_tries=16)
+    if enc is None:
+        return None
+    return {"bytes": len(enc.stream), "effort": effort, "distance": round(enc.distance, 4),
+            **scores(image, decode_classical(enc.header, enc.payload))}
+
+
+def run(limit: int, threads: int, sets: list[str], rates: list[str] | None, rows_path: Path | None,
+        reference_effort: int | None = None) -> list:
     from edgeret.codec_choice import choose
     from edgeret.codec_io import CodecCatalog, CodecSession
     from edgeret.host import get_host
@@ -75,6 +88,9 @@ def run(limit: int, threads: int, sets: list[str], rates: list[str] | None, rows
                              "rate": rate.id, "scale": encoded.header.scale, "sent": meta["sent"],
                              "learned": meta["learned"], "jxl": meta["jxl"], "note": meta.get("note"),
                              "seconds": meta["seconds"]})
+                if reference_effort:  # the image as read is the one the codecs coded (OCT read as grey)
+                    rows[-1]["jxl_reference"] = reference_jxl(image, modality, rows[-1]["learned"]["bytes"],
+                                                              reference_effort)
                 r = rows[-1]
                 print(f"{name} {path.name} {rate.id}: sent {r['sent']}, learned "
                       f"{r['learned'].get('ms_ssim')} / {r['learned'].get('psnr')} dB in "
@@ -138,6 +154,26 @@ def timing(rows: list[dict]) -> list[dict]:
     return out
 
 
+def reference_check(rows: list[dict]) -> list[dict]:
+    """Per set and rate: what was sent against an independently fitted JPEG XL (higher effort)."""
+    out = []
+    for key in dict.fromkeys((r["set"], r["rate"]) for r in rows):
+        group = [r for r in rows if (r["set"], r["rate"]) == key and r.get("jxl_reference")]
+        diffs = []
+        for r in group:
+            sent = r["jxl"] if r["sent"] == "jxl" else r["learned"]
+            # None: the camera's JPEG XL did not fit, so nothing was scored on the device
+            ref = r["jxl_reference"]["ms_ssim"]
+            diffs.append(None if sent.get("ms_ssim") is None else sent["ms_ssim"] - ref)
+        scored = [d for d in diffs if d is not None]
+        out.append({"set": key[0], "rate": key[1], "reference_fits": len(group), "scored": len(scored),
+                    "sent_worse": sum(1 for d in scored if d < 0),
+                    "mean_diff": round(statistics.fmean(scored), 5) if scored else None,
+                    "min_diff": round(min(scored), 5) if scored else None,
+                    "unscored": len(group) - len(scored)})
+    return out
+
+
 def markdown(result: dict) -> str:
     s = result["summary"]
     rows = result["rows"]
@@ -147,7 +183,8 @@ def markdown(result: dict) -> str:
         "",
         f"`{result['command'].strip()}` (ONNX Runtime, {result['threads']} thread(s), {result['machine']}). "
         "For each real image and rate point of the shipped factorized codec the camera codes the learned "
-        "stream (`--scale auto`), fits JPEG XL (libjxl via imagecodecs, effort 5) into at most the same "
+        "stream (`--scale auto`), fits JPEG XL (libjxl via imagecodecs; effort 5 for photographs, 7 for "
+        "B-scans) into at most the same "
         "bytes, decodes both and sends the one with the higher MS-SSIM (`edgeret.codec_choice`). "
         "*learned* / *JPEG XL*: each codec alone at those bytes; *sent*: what the camera sends. Means over "
         "the captures where JPEG XL fits the budget (*JXL fits*); where it does not (the lowest rates: "
@@ -187,11 +224,30 @@ def markdown(result: dict) -> str:
         "budget can be well below it. Per-capture rows: `codec-fallback.json`.",
         "",
     ]
+    if result.get("reference"):
+        lines += [
+            "## Independent check: JPEG XL at effort 7, finer search",
+            "",
+            "The figures above compare with the camera's own JPEG XL candidate (at most 8 "
+            "encodes). Here each capture's sent stream is compared with a JPEG XL made independently at "
+            "libjxl's default effort 7, fitted to the same budget with up to 16 encodes "
+            f"(`{result['reference_command']}`). *unscored*: the camera's JPEG XL did not fit, so "
+            "the learned stream was sent without being scored, while effort 7 fits.",
+            "",
+            "| set | rate | effort-7 JXL fits | sent worse than it (MS-SSIM) | mean sent − it | "
+            "min sent − it | unscored |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for x in result["reference"]:
+            lines.append(f"| {x['set']} | {x['rate'].split('-')[-1]} | {x['reference_fits']} | "
+                         f"{x['sent_worse']} of {x['scored']} | {f(x['mean_diff'], 4)} | "
+                         f"{f(x['min_diff'], 4)} | {x['unscored']} |")
+        lines.append("")
     if result.get("timing"):
         lines += [
             "## Device time, measured alone",
             "",
-            "The times above were taken with three benchmark processes sharing two busy cores. Measured "
+            "The times above were taken with two or three benchmark processes sharing two cores. Measured "
             "again with one process and one thread on an otherwise idle machine (x86, ONNX Runtime fp32; "
             f"`{result['timing_command']}`), mean seconds per capture:",
             "",
@@ -217,6 +273,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     parser.add_argument("--rows", type=Path, help="write only the per-capture rows here (for --merge)")
     parser.add_argument("--merge", type=Path, nargs="+", help="report on rows files written with --rows")
+    parser.add_argument("--reference-effort", type=int,
+                        help="also fit an independent JPEG XL at this libjxl effort (e.g. 7) to every budget")
+    parser.add_argument("--reference", type=Path,
+                        help="with --merge: rows measured with --reference-effort, for the independent check")
     parser.add_argument("--timing", type=Path,
                         help="with --merge: rows measured alone, for the device-time table")
     args = parser.parse_args()
@@ -228,12 +288,17 @@ def main() -> int:
         if not DATA.is_dir():
             print(f"no real data at {DATA}", file=sys.stderr)
             return 2
-        rows = run(args.limit, args.threads, args.sets, args.rates, args.rows)
+        rows = run(args.limit, args.threads, args.sets, args.rates, args.rows, args.reference_effort)
         if args.rows:
             return 0
         command = "python tools/bench_fallback.py " + " ".join(sys.argv[1:])
     result = {"summary": summarise(rows), "machine": platform.platform(), "threads": args.threads,
               "command": command, "rows": rows}
+    if args.reference:
+        result["reference"] = reference_check(json.loads(args.reference.read_text()))
+        result["reference_command"] = ("python tools/bench_fallback.py --threads 1 --reference-effort 7 "
+                                       "--rates fundus-factorized-q4 fundus-factorized-q6 oct-factorized-q1 "
+                                       "oct-factorized-q3")
     if args.timing:
         result["timing"] = timing(json.loads(args.timing.read_text()))
         result["timing_command"] = ("python tools/bench_fallback.py --limit 10 --threads 1 --rates "
