@@ -100,3 +100,15 @@ def empty_stream(catalog: CodecCatalog, rate_id: str, width: int, height: int) -
                     latents=tuple(LatentInfo(shape, table.table_id)
                                   for shape, table in zip(shapes, rate.tables, strict=True)))
     return encode_stream(header, [b""] * len(shapes))
+
+
+def wait_for(predicate, seconds: float = 30.0) -> bool:
+    """Poll ``predicate`` every 0.1 s until it is true (True) or ``seconds`` pass (False)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_helpers import make_agent, start_hub, write_captures
+from hub_helpers import make_agent, start_hub, wait_for, write_captures
 
 pydicom = pytest.importorskip("pydicom")
 
-
-def _wait_for(predicate, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _record(store: Path, capture_id: str) -> dict:
@@ -45,7 +36,7 @@ def test_the_hub_forwards_every_capture_to_the_pacs_and_rides_out_an_outage(orth
     try:
         agent = make_agent(inbox, tmp_path / "spool", hub.url)
         assert agent.run_once(max_wait=30) == 0, agent.lines
-        assert _wait_for(lambda: all(_record(store, i).get("pacs", {}).get("sop_instance_uid") for i in ids))
+        assert wait_for(lambda: all(_record(store, i).get("pacs", {}).get("sop_instance_uid") for i in ids))
         for capture_id in ids:
             record = _record(store, capture_id)
             assert record["pacs"]["sop_instance_uid"] == record["dicom"]["sop_instance_uid"]
@@ -60,12 +51,12 @@ def test_the_hub_forwards_every_capture_to_the_pacs_and_rides_out_an_outage(orth
         late_id = hashlib.sha256(late.read_bytes()).hexdigest()
         late.rename(inbox / "late.png")
         assert agent.run_once(max_wait=30) == 0, agent.lines
-        assert _wait_for(lambda: any("PACS:" in line and "waiting" in line for line in hub.lines), 20)
+        assert wait_for(lambda: any("PACS:" in line and "waiting" in line for line in hub.lines), 20)
         health = json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=5).read())
         assert health["pacs_waiting"] == 1 and (store / "outbox" / late_id).exists()
 
         orthanc.start()  # back: the outbox drains on its own
-        assert _wait_for(lambda: not (store / "outbox" / late_id).exists(), 30), hub.lines[-5:]
+        assert wait_for(lambda: not (store / "outbox" / late_id).exists(), 30), hub.lines[-5:]
         uid = _record(store, late_id)["pacs"]["sop_instance_uid"]
         assert _from_orthanc(orthanc, uid).SOPInstanceUID == uid
     finally:
@@ -82,7 +73,7 @@ def test_a_restarted_hub_forwards_what_it_could_not_before(orthanc, tmp_path):
         hub = start_hub(store, pacs=orthanc.dicomweb)
         try:
             assert make_agent(inbox, tmp_path / "spool", hub.url).run_once(max_wait=30) == 0
-            assert _wait_for(lambda: any("PACS:" in line for line in hub.lines), 20)
+            assert wait_for(lambda: any("PACS:" in line for line in hub.lines), 20)
         finally:
             hub.stop()
         assert (store / "outbox" / capture_id).exists()
@@ -90,7 +81,7 @@ def test_a_restarted_hub_forwards_what_it_could_not_before(orthanc, tmp_path):
         orthanc.start()
     again = start_hub(store, pacs=orthanc.dicomweb)  # a new process would do the same: all state is on disk
     try:
-        assert _wait_for(lambda: not (store / "outbox" / capture_id).exists(), 30), again.lines[-5:]
+        assert wait_for(lambda: not (store / "outbox" / capture_id).exists(), 30), again.lines[-5:]
     finally:
         again.stop()
     uid = _record(store, capture_id)["pacs"]["sop_instance_uid"]

@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from hub_helpers import one_spooled_scan, start_hub, write_captures
+from hub_helpers import one_spooled_scan, start_hub, wait_for, write_captures
 
 from edgeret.agent.upload import Uploader
 
@@ -31,14 +30,6 @@ def _modes(root: Path) -> dict[str, str]:
 def _health(hub) -> dict:
     return json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=10).read())
 
-
-def _wait_for(predicate, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_the_hub_store_and_the_spool_are_private_whatever_the_umask(tmp_path):
@@ -158,14 +149,16 @@ def test_the_forwarder_survives_a_full_disk_after_the_pacs_took_the_object(ortha
         _allow_new_files(tiny_fs, 4)  # the commit's four files; the forwarder's note of the delivery: none
         sent = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
         assert sent.kind == "delivered", sent
-        assert _wait_for(lambda: any("its record cannot be updated" in line for line in hub.lines)), hub.lines
+        assert wait_for(lambda: any("its record cannot be updated" in line for line in hub.lines),
+                        60), hub.lines
         degraded = _health(hub)
         sop_uid = sent.receipt["dicom"]["sop_instance_uid"]
         lookup = urllib.request.Request(f"{orthanc.url}/tools/lookup", data=sop_uid.encode(), method="POST")
         in_pacs = json.loads(urllib.request.urlopen(lookup, timeout=10).read())
         _allow_new_files(tiny_fs, 1000)
         record_path = store / "records" / f"{item.capture_id}.json"
-        noted = _wait_for(lambda: json.loads(record_path.read_text()).get("pacs", {}).get("sop_instance_uid"))
+        noted = wait_for(lambda: json.loads(record_path.read_text()).get("pacs", {}).get("sop_instance_uid"),
+                         60)
         healthy = _health(hub)
     finally:
         hub.stop()

@@ -336,6 +336,15 @@ def detect_layout(folder: str | Path) -> str:
                              "with images")
 
 
+def is_real_layout(folder: str | Path) -> bool:
+    """The real sets' ``labels.csv`` (first column ``file``, as ``../shared/data/real`` holds them),
+    as opposed to the one ``edgeret data synth`` writes (first column ``image``)."""
+    labels = Path(folder) / "labels.csv"
+    if not labels.is_file():
+        return False
+    return labels.read_text(encoding="utf-8-sig").split(",", 1)[0].strip().lower() == "file"
+
+
 def load_dataset(folder: str | Path, layout: str | None = None) -> Dataset:
     """Read and validate a dataset; ``folder`` may also be the labels CSV itself."""
     path = _check_folder(Path(folder))

@@ -9,7 +9,6 @@ estimate on the development data).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,6 @@ from edgeret.data.datasets import load_dataset
 from edgeret.progress import Progress
 from edgeret.registrations import EvalRequest, TaskPlugin
 from edgeret.reporting import markdown_table, write_report
-
-
-def is_real_layout(folder: Path) -> bool:
-    """The real sets' ``labels.csv`` (first column ``file``), as ``../shared/data/real`` holds them."""
-    labels = Path(folder) / "labels.csv"
-    if not labels.is_file():
-        return False
-    return labels.read_text(encoding="utf-8-sig").split(",", 1)[0].strip().lower() == "file"
 
 
 def run_on_folder(task: TaskPlugin, request: EvalRequest) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -53,5 +44,3 @@ def report(request: EvalRequest, task: TaskPlugin, figures: dict[str, dict[str, 
     print(text)
     return summary
 
-
-Figures = Callable[[list[tuple[dict[str, Any], dict[str, Any]]]], dict[str, dict[str, Any]]]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeret.data.datasets import load_dataset
+from edgeret.data.datasets import is_real_layout, load_dataset
 from edgeret.imageio import read_image
 from edgeret.preprocess import preprocess_fundus
 from edgeret.progress import Progress
@@ -89,7 +89,7 @@ def load_fundus_set(folder: str | Path, size: int = 320, cache_dir: Path | None 
         with np.load(cache, allow_pickle=False) as z:
             return FundusSet(**{k: z[k] for k in z.files})
     dataset = load_dataset(folder)
-    header = (folder / "labels.csv").read_text(encoding="utf-8-sig").split(",", 1)[0].strip().lower()
+    phantom = not is_real_layout(folder)
     rows: dict[str, list] = {k: [] for k in FundusSet.__dataclass_fields__}
     for sample in Progress(dataset.samples, f"read {folder.name}", enabled=progress):
         rgb, _ = preprocess_fundus(read_image(sample.path, expect="color"), (size, size))
@@ -98,7 +98,7 @@ def load_fundus_set(folder: str | Path, size: int = 320, cache_dir: Path | None 
         for key, value in (("images", np.round(rgb * 255).astype(np.uint8)), ("quality", quality),
                            ("weak", weak), ("dr_coarse", dr_coarse), ("dr_icdr", dr_icdr), ("dme", dme),
                            ("groups", f"{folder.name}/{patient}"), ("source", folder.name),
-                           ("files", str(sample.path)), ("phantom", header == "image")):
+                           ("files", str(sample.path)), ("phantom", phantom)):
             rows[key].append(value)
     result = FundusSet(**{k: np.asarray(v) for k, v in rows.items()})
     if cache is not None:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeret.data.datasets import load_dataset
+from edgeret.data.datasets import is_real_layout, load_dataset
 from edgeret.imageio import read_image
 from edgeret.preprocess import preprocess_oct
 from edgeret.reporting import markdown_table, write_report
@@ -96,8 +96,7 @@ def load_scans(folders: list[Path], progress: bool = False) -> dict[str, np.ndar
     sub-labels (-1 unknown), patient group and phantom flag."""
     rows: dict[str, list] = {k: [] for k in ("x", "grade", "subs", "groups", "phantom", "files")}
     for folder in folders:
-        header = (folder / "labels.csv").read_text(encoding="utf-8-sig").split(",", 1)[0].strip().lower()
-        phantom = header == "image"
+        phantom = not is_real_layout(folder)
         for sample in load_dataset(folder).samples:
             scan = preprocess_oct(read_image(sample.path, expect="gray"), (H, W), scale=None)
             quality = sample.labels.get("quality")

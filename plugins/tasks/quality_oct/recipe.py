@@ -222,7 +222,7 @@ def _targets(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
-    from edgeret.training.real_eval import is_real_layout
+    from edgeret.data.datasets import is_real_layout
 
     if is_real_layout(request.data_dir):
         from .real_recipe import evaluate_real
