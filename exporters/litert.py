@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import EdgeretError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 
 METADATA_NAME = "edgeret"
 

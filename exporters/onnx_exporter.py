@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 
 OPSET = 17
 

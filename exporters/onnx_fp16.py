@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.errors import EdgeretError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 
 # Ops left in fp32 by default: numerically fragile reductions where fp16
 # overflows/underflows easily (exp of large logits, sums of squares).

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import EdgeretError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeret.devices.vendor_telemetry import quiet_import, telemetry_declined
 from edgeret.errors import EdgeretError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
-from edgeret.vendor_telemetry import quiet_import, telemetry_declined
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 
 RT_INFO_ROOT = "edgeret"
 

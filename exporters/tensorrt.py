@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.errors import EdgeretError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExporterPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExporterPlugin
 from edgeret_exporters.tensorrt_cache import (  # re-exported: the device side imports them from here
     ENVIRONMENT_FIELDS,
     PRECISIONS,

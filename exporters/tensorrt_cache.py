@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeret.bundle import sha256_file
+from edgeret.bundle.manifest import sha256_file
 from edgeret.errors import EdgeretError
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 
 N_TEST = 32
 N_CALIB = 32

@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeret.codec_io import CodecCatalog, CodecSession
-from edgeret.grading import Grader
-from edgeret.host import get_host
+from edgeret.codec.session import CodecCatalog, CodecSession
 from edgeret.hub.app import build_hub
-from edgeret.upload_protocol import HUB_TASKS
+from edgeret.link.protocol import HUB_TASKS
+from edgeret.plugin.host import get_host
+from edgeret.runtime.grading import Grader
 
 
 def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, token: str | None = None,
@@ -21,7 +21,7 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
     ``.stop()`` after. Its log lines are kept in ``.lines`` unless ``log`` is given; ``limits``: the HTTP
     server's (``max_connections``, ``request_deadline``, ``idle_timeout``, ``read_timeout``)."""
     from edgeret.hub.pacs import StowClient
-    from edgeret.retry import Backoff
+    from edgeret.link.retry import Backoff
 
     host = get_host()
     backend = host.backend(backend)
@@ -38,8 +38,8 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
 
 def write_captures(inbox: Path, n_fundus: int = 1, n_oct: int = 1, seed: int = 0) -> list[Path]:
     """Phantom captures as a camera writes them: colour PNG fundus photos, 8-bit PNG OCT B-scans."""
-    from edgeret.data.fundus import generate_fundus
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.fundus import generate_fundus
+    from edgeret.build.data.oct import generate_oct
 
     inbox.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -58,12 +58,12 @@ def make_agent(inbox: Path, spool: Path, hub_url: str, *, timeout: float = 5.0, 
                threads: int = 1, tls=None):
     """The agent as `edgeret agent` builds it, in this process (logs kept in agent.lines; also used by
     tools/bench_upload.py)."""
-    from edgeret.agent.agent import Agent
-    from edgeret.agent.capture import CaptureProcessor, PluginCodec
-    from edgeret.agent.spool import Spool
-    from edgeret.agent.upload import Uploader
-    from edgeret.retry import Backoff
-    from edgeret.upload_protocol import DEVICE_TASKS
+    from edgeret.camera.agent import Agent
+    from edgeret.camera.capture import CaptureProcessor, PluginCodec
+    from edgeret.camera.spool import Spool
+    from edgeret.camera.upload import Uploader
+    from edgeret.link.protocol import DEVICE_TASKS
+    from edgeret.link.retry import Backoff
 
     host = get_host()
     backend = host.backend("onnxruntime")
@@ -91,7 +91,7 @@ def empty_stream(catalog: CodecCatalog, rate_id: str, width: int, height: int) -
     """A well-formed stream of codec ``rate_id`` declaring ``width`` x ``height`` with empty payloads
     (an empty payload is a valid coding of an all-lowest-symbol latent): about 200 bytes whatever the
     size, what an attacker sends a hub. Also used by tools/bench_hub_memory.py."""
-    from edgeret.bitstream import Header, LatentInfo, encode_stream
+    from edgeret.codec.ert.container import Header, LatentInfo, encode_stream
 
     model, rate = catalog.rates[rate_id]
     shapes = model.latent_shapes(height, width)

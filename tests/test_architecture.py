@@ -3,7 +3,7 @@
 Device-side modules (camera, hub, codec runtime, task pre/post-processing,
 backends) are followed through their module-level imports, transitively across
 the repository; none may reach torch (or another build-host-only library),
-``edgeret.training``, ``edgeret.export`` or ``edgeret_exporters``. Imports
+``edgeret.build.training``, ``edgeret.build.export`` or ``edgeret_exporters``. Imports
 inside functions are allowed: that is how device commands defer build-host
 work. Plugins never use the core's private (``_name``) functions or modules.
 ``tests/test_runtime_without_torch.py`` runs the real commands; this file
@@ -28,17 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"edgeret": ROOT / "edgeret", "edgeret_plugins": ROOT / "plugins",
             "edgeret_exporters": ROOT / "exporters", "edgeret_devices": ROOT / "devices"}
 BUILD_ONLY_LIBRARIES = {"torch", "torchvision", "onnx", "onnxscript", "nncf", "litert_torch", "tensorflow"}
-BUILD_ONLY_PACKAGES = ("edgeret.training", "edgeret.export", "edgeret_exporters")
+BUILD_ONLY_PACKAGES = ("edgeret.build", "edgeret_exporters")
 # `*` is one module or package name; a package pattern (`edgeret.hub.*`) includes the package itself.
+# Every stage package of edgeret/ is device side except build/ (and the CLI commands that need it).
 DEVICE_PATTERNS = (
-    "edgeret.agent.*", "edgeret.hub.*",
-    "edgeret.codec_io", "edgeret.codec_catalog", "edgeret.codec_scale", "edgeret.codec_bundle",
-    "edgeret.bitstream", "edgeret.entropy", "edgeret.entropy_table", "edgeret.upload_protocol",
-    "edgeret.grading", "edgeret.inference", "edgeret.task_inputs", "edgeret.imageio", "edgeret.preprocess",
-    "edgeret.tiling", "edgeret.devices", "edgeret.backend_chain", "edgeret.bundle", "edgeret.bundle_verify",
-    "edgeret.host", "edgeret.registrations", "edgeret.hookspecs",
+    "edgeret", "edgeret.errors", "edgeret.metrics",
+    "edgeret.plugin.*", "edgeret.devices.*", "edgeret.images.*", "edgeret.runtime.*",
+    "edgeret.codec.*", "edgeret.codec.ert.*", "edgeret.bundle.*", "edgeret.link.*",
+    "edgeret.camera.*", "edgeret.hub.*",
     "edgeret.cli", "edgeret.cli.run_cmd", "edgeret.cli.devices_cmd", "edgeret.cli.plugins_cmd",
-    "edgeret.cli.codec_cmd", "edgeret.cli.upload_cmd", "edgeret.cli.restore_commands",
+    "edgeret.cli.codec_cmd", "edgeret.cli.upload_cmd", "edgeret.cli.restore_cmd",
     "edgeret_plugins.tasks.*", "edgeret_plugins.tasks.*.processing", "edgeret_plugins.backends.*",
 )
 PLUGIN_FOLDERS = (ROOT / "plugins", ROOT / "exporters", ROOT / "devices",
@@ -104,7 +103,7 @@ def imports_of(name: str, source: str) -> list[str]:
 
 def build_host_reached(start: str, *, forbidden_packages=BUILD_ONLY_PACKAGES,
                        sources: Mapping[str, str] | None = None) -> list[str]:
-    """Import chains from `start` to a build-host-only module, e.g. 'edgeret.grading -> torch'."""
+    """Import chains from `start` to a build-host-only module, e.g. 'edgeret.runtime.grading -> torch'."""
     sources = sources or {}
     parent: dict[str, str | None] = {start: None}
     queue, hits = [start], []
@@ -141,7 +140,7 @@ ENTRY_POINT_MODULES = sorted({ep.module for ep in importlib.metadata.distributio
 
 def test_the_device_module_list_is_real():
     assert len(DEVICE_MODULES) > 40, DEVICE_MODULES
-    for name in ("edgeret.hub.intake", "edgeret.agent.capture", "edgeret_plugins.tasks.codec.processing",
+    for name in ("edgeret.hub.intake", "edgeret.camera.capture", "edgeret_plugins.tasks.codec.processing",
                  "edgeret_plugins.tasks.sr", "edgeret_plugins.backends.litert_backend", "edgeret.cli"):
         assert name in DEVICE_MODULES
 
@@ -155,7 +154,7 @@ def test_device_module_does_not_reach_the_build_host(module):
 @pytest.mark.parametrize("module", ENTRY_POINT_MODULES)
 def test_every_builtin_plugin_imports_without_torch(module):
     """The host imports every built-in plugin on the device too, exporters included."""
-    assert build_host_reached(module, forbidden_packages=("edgeret.training",)) == []
+    assert build_host_reached(module, forbidden_packages=("edgeret.build.training",)) == []
 
 
 def test_device_modules_import_without_torch_in_a_fresh_interpreter():
@@ -205,42 +204,44 @@ def test_plugins_use_only_the_public_core(path):
 # The checker itself: it must fail on the violations it exists to catch.
 
 def test_the_contract_fails_when_a_device_module_imports_torch_at_the_top():
-    grading = (ROOT / "edgeret" / "grading.py").read_text()
+    grading = (ROOT / "edgeret" / "runtime" / "grading.py").read_text()
     assert build_host_reached("edgeret.hub.intake") == []
-    hits = build_host_reached("edgeret.hub.intake", sources={"edgeret.grading": "import torch\n" + grading})
-    assert hits == ["edgeret.hub.intake -> edgeret.grading -> torch"]
+    hits = build_host_reached("edgeret.hub.intake",
+                              sources={"edgeret.runtime.grading": "import torch\n" + grading})
+    assert hits == ["edgeret.hub.intake -> edgeret.runtime.grading -> torch"]
     # deeper down: the entropy tables are imported by the whole codec, on both sides
-    table = (ROOT / "edgeret" / "entropy_table.py").read_text()
-    hits = build_host_reached("edgeret.agent.capture",
-                              sources={"edgeret.entropy_table": "from torch import nn\n" + table})
-    assert len(hits) == 1 and hits[0].endswith("edgeret.entropy -> edgeret.entropy_table -> torch"), hits
+    table = (ROOT / "edgeret" / "codec" / "ert" / "tables.py").read_text()
+    hits = build_host_reached("edgeret.camera.capture",
+                              sources={"edgeret.codec.ert.tables": "from torch import nn\n" + table})
+    assert len(hits) == 1, hits
+    assert hits[0].endswith("edgeret.codec.ert.entropy -> edgeret.codec.ert.tables -> torch"), hits
 
 
 def test_the_contract_fails_when_a_device_module_imports_the_build_host():
     intake = (ROOT / "edgeret" / "hub" / "intake.py").read_text()
-    for line, reached in (("from edgeret.training.loop import fit", "edgeret.training"),
-                          ("from edgeret.export import pipeline", "edgeret.export"),
+    for line, reached in (("from edgeret.build.training.loop import fit", "edgeret.build"),
+                          ("from edgeret.build.export import pipeline", "edgeret.build"),
                           ("import edgeret_exporters.onnx_int8", "edgeret_exporters")):
         hits = build_host_reached("edgeret.hub.intake", sources={"edgeret.hub.intake": f"{line}\n{intake}"})
         assert hits and all(h.startswith("edgeret.hub.intake -> " + reached) for h in hits), (line, hits)
 
 
 def test_imports_inside_functions_and_type_checking_blocks_are_allowed():
-    grading = (ROOT / "edgeret" / "grading.py").read_text()
+    grading = (ROOT / "edgeret" / "runtime" / "grading.py").read_text()
     lazy = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n" + grading
-            + "\n\ndef _train():\n    import torch\n    from edgeret.training import loop\n")
-    assert build_host_reached("edgeret.grading", sources={"edgeret.grading": lazy}) == []
+            + "\n\ndef _train():\n    import torch\n    from edgeret.build.training import loop\n")
+    assert build_host_reached("edgeret.runtime.grading", sources={"edgeret.runtime.grading": lazy}) == []
     guarded = grading + "\ntry:\n    import torch\nexcept ImportError:\n    torch = None\n"
-    assert build_host_reached("edgeret.grading", sources={"edgeret.grading": guarded}) == [
-        "edgeret.grading -> torch"]
+    assert build_host_reached("edgeret.runtime.grading", sources={"edgeret.runtime.grading": guarded}) == [
+        "edgeret.runtime.grading -> torch"]
 
 
 def test_the_private_name_check_catches_each_form():
-    assert private_uses("from edgeret.codec_io import _load_runner, CodecSession") == [
-        "edgeret.codec_io._load_runner"]
-    assert private_uses("from edgeret import codec_io\nrun = codec_io._load_runner") == [
+    assert private_uses("from edgeret.codec.session import _load_runner, CodecSession") == [
+        "edgeret.codec.session._load_runner"]
+    assert private_uses("from edgeret.codec import session as codec_io\nrun = codec_io._load_runner") == [
         "codec_io._load_runner"]
-    assert private_uses("import edgeret.host as h\nh._plugins") == ["h._plugins"]
+    assert private_uses("import edgeret.plugin.host as h\nh._plugins") == ["h._plugins"]
     assert private_uses("from edgeret._internal import x") == ["edgeret._internal"]
     assert private_uses("from edgeret import __version__\nfrom .model import _local") == []
 
@@ -248,7 +249,7 @@ def test_the_private_name_check_catches_each_form():
 def test_docs_architecture_names_only_files_that_exist():
     """The stage table is kept true: every module path it names is in the tree."""
     text = (ROOT / "docs" / "architecture.md").read_text()
-    folders = ("", "edgeret/", "edgeret/*/", "plugins/tasks/*/", "exporters/")
+    folders = ("", "edgeret/", "edgeret/*/", "edgeret/*/*/", "plugins/tasks/*/", "exporters/")
     missing = [p for p in sorted(set(re.findall(r"`([\w/*.]+\.py)`", text)))
                if not any(list(ROOT.glob(f + p)) for f in folders)]
     assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgeret.errors import EdgeretError, InputError
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 from edgeret_exporters.onnx_exporter import export_onnx
 
 
@@ -63,8 +63,8 @@ def test_corrupt_model_names_the_file(tmp_path, backend_name):
 
 
 def test_unavailable_backend_reason_when_runtime_missing():
-    from edgeret.backend_chain import resolve_backends
-    from edgeret.devices import DeviceProfile
+    from edgeret.devices.backend_chain import resolve_backends
+    from edgeret.devices.profiles import DeviceProfile
 
     profile = DeviceProfile(name="t", cpu_arch="arm64", accelerator="cuda-gpu",
                             backends=("warp-drive", "tensorrt", "onnxruntime"), precisions=("fp32",),

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeret import atomic
-from edgeret import bitstream as bs
-from edgeret.bitstream import (
+from edgeret.codec.ert import container as bs
+from edgeret.codec.ert.container import (
     BitstreamModelMismatch,
     Header,
     LatentInfo,
@@ -24,8 +23,9 @@ from edgeret.bitstream import (
     read_ert,
     write_ert,
 )
-from edgeret.entropy import IntegerTable, decode_symbols, encode_symbols
+from edgeret.codec.ert.entropy import IntegerTable, decode_symbols, encode_symbols
 from edgeret.errors import EdgeretError, InputError
+from edgeret.link import atomic
 
 HASH_A = bs.model_digest(b"oct model weights", b"tables")
 HASH_B = bs.model_digest(b"fundus model weights", b"tables")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from edgeret.data.synth import SynthRequest, synthesize
+from edgeret.build.data.synth import SynthRequest, synthesize
 
 
 @pytest.fixture(scope="module")

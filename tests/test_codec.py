@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgeret.bitstream import Header, decode_stream, encode_stream
-from edgeret.codec_io import CodecCatalog, CodecSession, quantize, to_model_input
-from edgeret.entropy import decode_symbols, encode_symbols
+from edgeret.codec.ert.container import Header, decode_stream, encode_stream
+from edgeret.codec.ert.entropy import decode_symbols, encode_symbols
+from edgeret.codec.session import CodecCatalog, CodecSession, quantize, to_model_input
 from edgeret.errors import EdgeretError
-from edgeret.host import Host
-from edgeret.imageio import read_image, write_image
+from edgeret.images.read_write import read_image, write_image
+from edgeret.metrics import psnr
+from edgeret.plugin.host import Host
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR
-from edgeret_plugins.tasks.codec.processing import ms_ssim, psnr
+from edgeret_plugins.tasks.codec.processing import ms_ssim
 
 pytestmark = pytest.mark.skipif(not (WEIGHTS_DIR / "codec_models.json").exists(),
                                 reason="codec weights are not exported")
@@ -33,8 +34,8 @@ PSNR_FLOOR = {"oct8": 30.0, "oct16": 29.5, "fundus": 32.0, "oct8-paper": 23.0}
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> dict[str, Path]:
-    from edgeret.data.fundus import generate_fundus
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.fundus import generate_fundus
+    from edgeret.build.data.oct import generate_oct
 
     d = tmp_path_factory.mktemp("codec")
     paths = {
@@ -163,8 +164,8 @@ def test_tiny_and_odd_images_round_trip(catalog, tmp_path):
 def test_symbols_recovered_exactly_torch_and_onnxruntime(catalog, name):
     """Both encoders' symbols decode exactly; torch and ORT symbols agree up to rare rounding ties."""
     torch = pytest.importorskip("torch")
-    from edgeret.data.fundus import generate_fundus
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.fundus import generate_fundus
+    from edgeret.build.data.oct import generate_oct
     from edgeret_plugins.tasks.codec.shipping import load_codec
 
     torch.set_num_threads(1)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hub_helpers import make_agent, start_hub
 
-from edgeret.agent.upload import Uploader
-from edgeret.bitstream import (
+from edgeret.camera.upload import Uploader
+from edgeret.codec.ert.container import (
     MAGIC,
     Header,
     classical_header,
@@ -26,7 +26,7 @@ from edgeret.errors import InputError
 imagecodecs = pytest.importorskip("imagecodecs")
 pydicom = pytest.importorskip("pydicom")
 
-from edgeret.classical_codec import decode_classical, encode_jxl, fit_jxl, jxl_size  # noqa: E402
+from edgeret.codec.classical import decode_classical, encode_jxl, fit_jxl, jxl_size  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 # a real clinical photograph where the learned codec loses to JPEG XL at the default rate (measured:
@@ -38,7 +38,7 @@ def _losing_photo() -> np.ndarray:
     """A photograph on which the learned codec loses to JPEG XL in the same bytes: a real one when the
     development data is present, else a natural image with sensor-like noise (phantom-trained models
     have never seen either)."""
-    from edgeret.imageio import read_image
+    from edgeret.images.read_write import read_image
 
     if REAL_PHOTO.is_file():
         return read_image(REAL_PHOTO, expect="color")
@@ -50,14 +50,14 @@ def _losing_photo() -> np.ndarray:
 
 
 def _phantom() -> np.ndarray:
-    from edgeret.data.fundus import generate_fundus
+    from edgeret.build.data.fundus import generate_fundus
 
     return generate_fundus(0, size=512, quality="good").image
 
 
 def _session():
-    from edgeret.codec_io import CodecCatalog, CodecSession
-    from edgeret.host import get_host
+    from edgeret.codec.session import CodecCatalog, CodecSession
+    from edgeret.plugin.host import get_host
 
     host = get_host()
     return CodecSession(CodecCatalog.of_plugin(host), host.backend("onnxruntime"), threads=1)
@@ -133,7 +133,7 @@ def test_damaged_or_inconsistent_classical_streams_are_refused_naming_the_proble
 
 
 def read_stream(data: bytes):
-    from edgeret.bitstream import decode_stream
+    from edgeret.codec.ert.container import decode_stream
 
     return decode_stream(data, source="t.ert")
 
@@ -159,8 +159,8 @@ def test_jpeg_xl_is_fitted_into_the_byte_budget_or_declared_impossible():
 
 @pytest.mark.slow
 def test_the_camera_sends_jpeg_xl_when_the_learned_codec_is_worse_and_learned_when_it_is_better():
-    from edgeret.agent.capture import PluginCodec
-    from edgeret.codec_choice import choose
+    from edgeret.camera.capture import PluginCodec
+    from edgeret.codec.choice import choose
 
     codec = PluginCodec(_session())
     photo = _losing_photo()
@@ -236,11 +236,11 @@ def test_without_imagecodecs_the_camera_degrades_to_the_learned_codec_and_says_w
     code = """
 import sys
 sys.modules["imagecodecs"] = None  # as if not installed
-from edgeret.agent.capture import PluginCodec
-from edgeret.codec_choice import choose
-from edgeret.codec_io import CodecCatalog, CodecSession
-from edgeret.data.fundus import generate_fundus
-from edgeret.host import get_host
+from edgeret.camera.capture import PluginCodec
+from edgeret.codec.choice import choose
+from edgeret.codec.session import CodecCatalog, CodecSession
+from edgeret.build.data.fundus import generate_fundus
+from edgeret.plugin.host import get_host
 host = get_host()
 codec = PluginCodec(CodecSession(CodecCatalog.of_plugin(host), host.backend("onnxruntime"), threads=1))
 image = generate_fundus(0, size=256, quality="good").image

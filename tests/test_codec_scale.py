@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from edgeret.bitstream import Header, encode_stream
 from edgeret.cli import main as edgeret
-from edgeret.codec_io import CodecCatalog, CodecSession
-from edgeret.codec_scale import OVERSAMPLED_DB, coded_scale, downscale2, resample_psnr, upscale2
+from edgeret.codec.ert.container import Header, encode_stream
+from edgeret.codec.scale import OVERSAMPLED_DB, coded_scale, downscale2, resample_psnr, upscale2
+from edgeret.codec.session import CodecCatalog, CodecSession
 from edgeret.errors import InputError
-from edgeret.host import get_host
-from edgeret.imageio import read_image, write_image
+from edgeret.images.read_write import read_image, write_image
+from edgeret.plugin.host import get_host
 from edgeret_plugins.tasks.codec.processing import ms_ssim
 
 
@@ -104,7 +104,7 @@ def test_cli_encode_scale_and_decode_to_the_original_size(tmp_path, capsys, reti
 
 
 def test_the_agent_halves_only_captures_its_quality_model_graded_good():
-    from edgeret.agent.capture import scale_for_quality
+    from edgeret.camera.capture import scale_for_quality
 
     assert scale_for_quality({"task": "quality-fundus", "quality": "good"}) == "auto"
     assert scale_for_quality({"task": "quality-fundus", "quality": "usable"}) == 1

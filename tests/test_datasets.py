@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeret.data.datasets import Dataset, Sample, detect_layout, load_dataset
+from edgeret.build.data.datasets import Dataset, Sample, detect_layout, load_dataset
 from edgeret.errors import InputError
 
 

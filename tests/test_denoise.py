@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from edgeret.data.fundus import generate_fundus
-from edgeret.data.oct import generate_oct
+from edgeret.build.data.fundus import generate_fundus
+from edgeret.build.data.oct import generate_oct
 from edgeret.errors import InputError
-from edgeret.host import Host
-from edgeret.imageio import read_image, write_image
+from edgeret.images.read_write import read_image, write_image
 from edgeret.metrics import psnr
+from edgeret.plugin.host import Host
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.denoise import WEIGHTS_DIR, task_plugins
 from edgeret_plugins.tasks.denoise.processing import (
@@ -123,7 +123,7 @@ def test_tiled_equals_whole_and_no_seams(tasks, color_fn):
     # the halo covers the receptive field: identical up to float rounding (+-1 level)
     assert np.abs(tiled - whole).max() <= 1.0
     # no seam: gradient energy across tile boundaries is like anywhere else
-    from edgeret.tiling import tile_starts
+    from edgeret.images.tiling import tile_starts
     from edgeret_plugins.tasks.denoise.processing import BLEND, HALO
 
     starts = tile_starts(384, 160, 2 * HALO + BLEND)
@@ -144,7 +144,7 @@ def test_green_weighted_loss():
 
 def test_smoke_train(tmp_path, tasks, monkeypatch):
     pytest.importorskip("torch")
-    from edgeret.registrations import TrainRequest
+    from edgeret.plugin.registrations import TrainRequest
     from edgeret_plugins.tasks.denoise import recipe
 
     data = tmp_path / "data"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeret.errors import InputError
-from edgeret.imageio import write_image
+from edgeret.images.read_write import write_image
 from edgeret.metrics import psnr
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.denoise import WEIGHTS_DIR, task_plugins
@@ -115,7 +115,7 @@ def test_tiny_training_run_on_the_layout(tmp_path, monkeypatch):
 
 def test_any_size_through_the_cli_and_exact_tiles(tmp_path):
     from edgeret.cli import main
-    from edgeret.imageio import read_image
+    from edgeret.images.read_write import read_image
 
     task = task_plugins()[1]
     rng = np.random.default_rng(3)

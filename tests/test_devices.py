@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli, run_cli_json
 
-from edgeret.devices import DeviceCatalog, load_profile_file
+from edgeret.devices.profiles import DeviceCatalog, load_profile_file
 from edgeret.errors import ProfileError
 
 REQUIRED_DEVICES = {"jetson-orin-nano", "jetson-agx-orin", "intel-x86", "raspberry-pi-5", "x86-cpu"}

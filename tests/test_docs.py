@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from conftest import ROOT
 
-from edgeret import hookspecs, registrations
+from edgeret.plugin import hookspecs, registrations
 
 GUIDE = (ROOT / "docs" / "plugins.md").read_text()
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("edgeret_"))
@@ -40,7 +40,7 @@ def test_readme_has_exactly_two_setup_commands():
 
 
 def test_every_subcommand_is_in_the_readme():
-    from edgeret.host import Host
+    from edgeret.plugin.host import Host
 
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in Host().subcommands() if f"`edgeret {name}" not in readme]

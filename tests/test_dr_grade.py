@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import run_cli_json
 
-from edgeret.data.fundus import generate_fundus
-from edgeret.host import Host
-from edgeret.imageio import write_image
+from edgeret.build.data.fundus import generate_fundus
+from edgeret.images.read_write import write_image
+from edgeret.plugin.host import Host
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.dr_grade import WEIGHTS_DIR, task_plugin
 from edgeret_plugins.tasks.dr_grade.model import Probabilities, load_net

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from edgeret import entropy
-from edgeret.entropy import IntegerTable, decode_symbols, encode_symbols
+from edgeret.codec.ert import entropy
+from edgeret.codec.ert.entropy import IntegerTable, decode_symbols, encode_symbols
 from edgeret.errors import InputError
 
 

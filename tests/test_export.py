@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from inprocess_cli import cli, error_line
 
-from edgeret.bundle import (
+from edgeret.bundle.manifest import (
     MANIFEST,
     load_golden,
     load_manifest,
@@ -52,8 +52,8 @@ EXPECTED = {  # device -> (format, precision, target backend, gate backend)
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, tuple[Path, str]]:
-    from edgeret.data.oct import generate_oct
-    from edgeret.imageio import write_image
+    from edgeret.build.data.oct import generate_oct
+    from edgeret.images.read_write import write_image
 
     root = tmp_path_factory.mktemp("bundles")
     calib = root / "my-scans"  # the user's own images, one in a sub-folder
@@ -317,7 +317,7 @@ def test_gate_failure_prints_figures_and_writes_nothing(tmp_path):
 
 
 def test_gate_falls_back_along_the_profile(tmp_path, monkeypatch):
-    from edgeret.export import gate
+    from edgeret.build.export import gate
 
     real = gate.evaluate_gate
 

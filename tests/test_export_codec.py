@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from inprocess_cli import cli
 
-from edgeret.bitstream import encode_stream
-from edgeret.bundle import load_manifest
-from edgeret.codec_io import LATENT_NAMES, encode_latents
-from edgeret.data.oct import generate_oct
-from edgeret.host import Host
+from edgeret.build.data.oct import generate_oct
+from edgeret.bundle.manifest import load_manifest
+from edgeret.codec.ert.container import encode_stream
+from edgeret.codec.session import LATENT_NAMES, encode_latents
+from edgeret.metrics import psnr
+from edgeret.plugin.host import Host
 from edgeret_plugins.tasks.codec.export_checks import _hub, fit_to_input
-from edgeret_plugins.tasks.codec.processing import psnr
 
 SMALL = ["--heldout", "4", "--calib-size", "16", "--golden", "2", "--threads", "1", "--quiet"]
 DEVICES = {"x86-cpu": ["--precision", "int8"], "intel-x86": [], "raspberry-pi-5": []}
@@ -103,7 +103,7 @@ def test_declared_latent_channels_match_the_shipped_default_model():
 
 
 def test_profile_size_fixes_symbolic_latent_dims():
-    from edgeret.export.task_models import task_with_input_size
+    from edgeret.build.export.task_models import task_with_input_size
 
     decoder = task_with_input_size(Host().task("codec-decoder"), (512, 256))
     assert [s.shape for s in decoder.inputs] == [("batch", c, 512 // s, 256 // s)
@@ -113,7 +113,7 @@ def test_profile_size_fixes_symbolic_latent_dims():
 
 @pytest.mark.parametrize("device", list(DEVICES))
 def test_camera_encodes_with_the_bundle_and_the_hub_decodes(bundles, device, tmp_path):
-    from edgeret.imageio import read_image, write_image
+    from edgeret.images.read_write import read_image, write_image
 
     scan = _scans(1)[0]
     write_image(tmp_path / "scan.png", scan)
@@ -136,7 +136,7 @@ def _parts(encoded):
 def test_bundle_encoder_refuses_other_sizes_and_tampered_bundles(bundles, tmp_path):
     import shutil
 
-    from edgeret.imageio import write_image
+    from edgeret.images.read_write import write_image
 
     write_image(tmp_path / "big.png", generate_oct(FRESH + 7, quality="good").image)
     code, _, err = cli("encode", str(tmp_path / "big.png"), "-o", str(tmp_path / "big.ert"),
@@ -155,7 +155,7 @@ def test_bundle_encoder_refuses_other_sizes_and_tampered_bundles(bundles, tmp_pa
 def test_a_bundle_encoder_codes_an_image_twice_its_size_at_half_scale(bundles, tmp_path):
     """The profile's graph is 512x512; a 1024x1024 capture can still go, halved (forced: OCT never
     halves on its own)."""
-    from edgeret.imageio import read_image, write_image
+    from edgeret.images.read_write import read_image, write_image
 
     big = fit_to_input(generate_oct(FRESH + 9, quality="good").image, (1024, 1024))
     write_image(tmp_path / "big.png", big)

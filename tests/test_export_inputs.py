@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from inprocess_cli import cli, error_line
 
-from edgeret.bundle import BundleError
+from edgeret.bundle.manifest import BundleError
 
 TASK = "quality-oct"
 
@@ -108,7 +108,7 @@ def test_bundle_error_is_an_edgeret_error():
 def _tiny_restore_task(weights: Path):
     import cv2
 
-    from edgeret.registrations import TaskPlugin, TensorSpec
+    from edgeret.plugin.registrations import TaskPlugin, TensorSpec
 
     def preprocess(image, task):
         size = task.inputs[0].shape[2:]
@@ -144,9 +144,9 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
     import torch
 
     from edgeret import hookimpl
-    from edgeret.bundle_verify import verify_bundle
-    from edgeret.export.pipeline import ExportRequest, export_bundle
-    from edgeret.host import Host
+    from edgeret.build.export.pipeline import ExportRequest, export_bundle
+    from edgeret.bundle.verify import verify_bundle
+    from edgeret.plugin.host import Host
 
     weights = tmp_path / "tiny.pt"
     task = _tiny_restore_task(weights)
@@ -177,8 +177,8 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
 def test_int8_keep_float_maps_module_names_to_each_exporter(tmp_path):
     import dataclasses
 
+    from edgeret.build.export.artifacts import default_options, keep_float_nodes, onnx_scope, probe_graph
     from edgeret.errors import EdgeretError
-    from edgeret.export.artifacts import default_options, keep_float_nodes, onnx_scope, probe_graph
 
     assert onnx_scope("encoder.l3") == "/encoder/l3/"
     assert onnx_scope("a.blocks.0.1.conv") == "/a/blocks/blocks.0/blocks.0.1/conv/"

@@ -12,7 +12,7 @@ import pytest
 from exporter_cases import Case, agreement, make_cases, run_backend
 
 from edgeret.errors import EdgeretError
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 from edgeret_exporters import tensorrt
 
 

@@ -36,7 +36,7 @@ import pytest
 from exporter_cases import N_CALIB, N_TEST, Case, agreement, make_cases, psnr, run_backend
 
 from edgeret.errors import EdgeretError, InputError
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 from edgeret_exporters import litert, onnx_fp16, onnx_int8, openvino_ir, tensorrt
 
 

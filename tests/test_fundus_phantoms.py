@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.morphology import skeletonize
 
-from edgeret.data.fundus import (
+from edgeret.build.data.fundus import (
     DEGRADATIONS,
     LESION_TYPES,
     POOR_FROM,

@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli
 
 from edgeret.errors import InputError
-from edgeret.grey_exports import as_grey
-from edgeret.imageio import read_image
+from edgeret.images.grey_exports import as_grey
+from edgeret.images.read_write import read_image
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(not (REAL / "oct").is_dir(), reason=f"real development data absent ({REAL})")

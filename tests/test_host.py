@@ -6,12 +6,12 @@ import pytest
 from conftest import make_distribution, run_cli, run_cli_json
 
 from edgeret.errors import PluginError
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 
 TASK_PLUGIN = """
     import numpy as np
     from edgeret import hookimpl
-    from edgeret.registrations import TaskPlugin, TensorSpec
+    from edgeret.plugin.registrations import TaskPlugin, TensorSpec
 
     @hookimpl
     def edgeret_tasks():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hub_helpers import make_agent, start_hub, write_captures
 
-from edgeret.agent.upload import Uploader
-from edgeret.host import get_host
+from edgeret.camera.upload import Uploader
+from edgeret.plugin.host import get_host
 
 pydicom = pytest.importorskip("pydicom")
 

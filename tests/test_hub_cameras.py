@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from hub_helpers import one_spooled_scan, start_hub
 
-from edgeret.agent.upload import Uploader
+from edgeret.camera.upload import Uploader
 from edgeret.errors import EdgeretError, InputError
 from edgeret.hub.cameras import parse_cameras
 

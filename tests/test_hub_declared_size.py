@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from hub_helpers import empty_stream, one_spooled_scan, start_hub
 
-from edgeret.agent.upload import Uploader
-from edgeret.codec_io import LATENT_NAMES, CodecCatalog, CodecSession, dequantize, run_decoder
-from edgeret.host import get_host
+from edgeret.camera.upload import Uploader
+from edgeret.codec.session import LATENT_NAMES, CodecCatalog, CodecSession, dequantize, run_decoder
+from edgeret.plugin.host import get_host
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,8 @@ def test_decoding_a_large_declared_image_stays_within_the_stated_memory(tmp_path
     path = tmp_path / "large.ert"
     path.write_bytes(empty_stream(catalog, "fundus-factorized-q6", 4096, 2048))
     code = ("import resource, sys\n"
-            "from edgeret.host import get_host\n"
-            "from edgeret.codec_io import CodecCatalog, CodecSession\n"
+            "from edgeret.plugin.host import get_host\n"
+            "from edgeret.codec.session import CodecCatalog, CodecSession\n"
             "host = get_host()\n"
             "session = CodecSession(CodecCatalog.of_plugin(host), host.backend('onnxruntime'), threads=1)\n"
             "image = session.decode_bytes(open(sys.argv[1], 'rb').read()).image\n"

@@ -11,8 +11,8 @@ import time
 import pytest
 from hub_helpers import one_spooled_scan, start_hub
 
-from edgeret.agent.upload import Uploader
-from edgeret.upload_protocol import CONTENT_TYPE, META_HEADER, SHA_HEADER
+from edgeret.camera.upload import Uploader
+from edgeret.link.protocol import CONTENT_TYPE, META_HEADER, SHA_HEADER
 
 pytest.importorskip("pydicom")
 

@@ -15,9 +15,9 @@ import urllib.request
 import pytest
 from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
 
-from edgeret.agent.upload import Uploader
+from edgeret.camera.upload import Uploader
 from edgeret.hub.dicom_out import pseudonymous_patient_id
-from edgeret.upload_protocol import META_HEADER, SHA_HEADER
+from edgeret.link.protocol import META_HEADER, SHA_HEADER
 
 pydicom = pytest.importorskip("pydicom")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hub_helpers import one_spooled_scan, start_hub, wait_for, write_captures
 
-from edgeret.agent.upload import Uploader
+from edgeret.camera.upload import Uploader
 
 pytest.importorskip("pydicom")
 

@@ -1,4 +1,4 @@
-"""Real files on disk, written with cv2/pydicom, read back through edgeret.imageio."""
+"""Real files on disk, written with cv2/pydicom, read back through edgeret.images.read_write."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeret.errors import InputError
-from edgeret.imageio import from_float01, read_image, to_float01, write_image
+from edgeret.images.read_write import from_float01, read_image, to_float01, write_image
 
 RNG = np.random.default_rng(1234)
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeret.data.oct import (
+from edgeret.build.data.oct import (
     BAND_NAMES,
     BOUNDARY_NAMES,
     GRADE_DISTRIBUTION,

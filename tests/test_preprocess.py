@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeret.errors import InputError
-from edgeret.preprocess import (
+from edgeret.images.preprocess import (
     FieldOfView,
     crop_to_fov,
     find_fov,

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import run_cli, run_cli_json
 
-from edgeret.data.fundus import generate_fundus
-from edgeret.data.oct import generate_oct
+from edgeret.build.data.fundus import generate_fundus
+from edgeret.build.data.oct import generate_oct
 from edgeret.errors import InputError
-from edgeret.host import Host
-from edgeret.imageio import write_image
+from edgeret.images.read_write import write_image
+from edgeret.plugin.host import Host
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.quality_fundus import WEIGHTS_DIR, task_plugin
 from edgeret_plugins.tasks.quality_fundus.model import FundusQualityNet, ProbabilitiesOnly
@@ -116,7 +116,7 @@ def test_operating_point_rule_picks_the_largest_threshold_meeting_specificity():
 
 
 def test_export_gate_scores_the_shipped_decision_not_argmax():
-    from edgeret.export.gate import HeldOut, evaluate_gate, gate_rule
+    from edgeret.build.export.gate import HeldOut, evaluate_gate, gate_rule
     from edgeret_plugins.tasks.quality_fundus.processing import POOR_THRESHOLD
 
     task = task_plugin()
@@ -134,8 +134,8 @@ def test_export_gate_scores_the_shipped_decision_not_argmax():
 
 
 def test_eval_reports_paper_rows_the_shipped_operating_point_and_its_curve(tmp_path):
-    from edgeret.data.synth import SynthRequest, synthesize
-    from edgeret.registrations import EvalRequest
+    from edgeret.build.data.synth import SynthRequest, synthesize
+    from edgeret.plugin.registrations import EvalRequest
     from edgeret_plugins.tasks.quality_fundus.processing import POOR_THRESHOLD, grades
     from edgeret_plugins.tasks.quality_fundus.recipe import DEFAULT_VARIANT, evaluate
 

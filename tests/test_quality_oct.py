@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import run_cli, run_cli_json
 
-from edgeret.data.oct import generate_oct
+from edgeret.build.data.oct import generate_oct
 from edgeret.errors import InputError
-from edgeret.host import Host
-from edgeret.imageio import write_image
-from edgeret.registrations import TensorSpec
+from edgeret.images.read_write import write_image
+from edgeret.plugin.host import Host
+from edgeret.plugin.registrations import TensorSpec
 
 torch = pytest.importorskip("torch")
 
@@ -171,7 +171,7 @@ def test_loss_is_the_weighted_sum_of_the_paper():
 
 def test_one_epoch_train_and_eval_smoke(tmp_path):
     """16 small phantoms: train one epoch, ship .pt + ONNX, evaluate; then grade-only class folders."""
-    from edgeret.registrations import EvalRequest, TrainRequest
+    from edgeret.plugin.registrations import EvalRequest, TrainRequest
     from edgeret_plugins.tasks.quality_oct.recipe import evaluate, train
 
     data = tmp_path / "data"

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from edgeret.rd_metrics import bd_rate, cr_at_quality, monotone, msssim_db, msssim_from_db, quality_at_cr
+from edgeret.build.rd_metrics import (
+    bd_rate,
+    cr_at_quality,
+    monotone,
+    msssim_db,
+    msssim_from_db,
+    quality_at_cr,
+)
 
 RATES = [0.05, 0.1, 0.2, 0.4, 0.8]
 QUALITY = [30.0, 33.0, 35.5, 37.5, 39.0]  # concave, like a real codec's curve

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from inprocess_cli import cli
 
-from edgeret.data.datasets import load_dataset
-from edgeret.training.degrade import DEGRADATIONS, degrade
-from edgeret.training.folds import group_folds, wilson
+from edgeret.build.data.datasets import load_dataset
+from edgeret.build.training.degrade import DEGRADATIONS, degrade
+from edgeret.build.training.folds import group_folds, wilson
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -51,13 +51,13 @@ def test_the_real_sets_file_layout_reads_empty_cells_as_missing_labels(tmp_path)
 
 def _photo() -> np.ndarray:
     """A real photograph's FOV crop when the real data is here, else a phantom's (float, 320 px)."""
-    from edgeret.preprocess import preprocess_fundus
+    from edgeret.images.preprocess import preprocess_fundus
 
     photos = sorted((REAL / "fundus-photos").glob("*.jpg"))
     if photos:
         image = cv2.imread(str(photos[0]))[:, :, ::-1]
     else:
-        from edgeret.data.fundus import generate_fundus
+        from edgeret.build.data.fundus import generate_fundus
 
         image = generate_fundus(5, size=512, quality="good").image
     return preprocess_fundus(np.ascontiguousarray(image), (320, 320))[0]
@@ -85,7 +85,7 @@ def test_every_capture_failure_degrades_the_photograph_and_keeps_the_surround_bl
 
 def _tiny_sets(root: Path) -> tuple[Path, Path]:
     """A 'real' layout (file column, DRIMDB-style labels, patients) and a phantom set, both small."""
-    from edgeret.data.fundus import generate_fundus
+    from edgeret.build.data.fundus import generate_fundus
 
     real = root / "real"
     (real / "images").mkdir(parents=True)

@@ -7,7 +7,7 @@ import sys
 
 PROBE = """
 import sys, json
-from edgeret.host import Host, device_catalog
+from edgeret.plugin.host import Host, device_catalog
 from edgeret.cli import main
 host = Host()
 host.tasks(); host.backends(); host.exporters(); host.subcommands()

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from edgeret.agent.spool import Spool
+from edgeret.camera.spool import Spool
 from edgeret.errors import InputError
 from edgeret.hub.store import HubStore
 

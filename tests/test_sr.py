@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgeret.data.fundus import generate_fundus
+from edgeret.build.data.fundus import generate_fundus
 from edgeret.errors import InputError
-from edgeret.host import Host
-from edgeret.imageio import read_image, write_image
+from edgeret.images.read_write import read_image, write_image
+from edgeret.images.tiling import from_planes
 from edgeret.metrics import psnr
-from edgeret.tiling import from_planes
+from edgeret.plugin.host import Host
 from edgeret_plugins.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgeret_plugins.tasks.sr import WEIGHTS_DIR, model_path, task_plugin
 from edgeret_plugins.tasks.sr.processing import (
@@ -131,7 +131,7 @@ def test_tiled_equals_whole(fns, scale):
 
 def test_smoke_train(tmp_path, task, monkeypatch):
     pytest.importorskip("torch")
-    from edgeret.registrations import TrainRequest
+    from edgeret.plugin.registrations import TrainRequest
     from edgeret_plugins.tasks.sr import recipe
 
     data = tmp_path / "data"
@@ -166,7 +166,7 @@ def test_restore_file_for_run_cmd(tmp_path):
     """The function `edgeret run TASK IMAGE -o OUT --scale N` delegates to (run_cmd patch)."""
     import argparse
 
-    from edgeret.cli.restore_commands import restore_file
+    from edgeret.cli.restore_cmd import restore_file
     from edgeret.errors import EdgeretError
 
     host = Host()

@@ -61,8 +61,8 @@ def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path
     import json
     import socket
 
-    from edgeret.data.oct import generate_oct
-    from edgeret.upload_protocol import wait_for_hub
+    from edgeret.build.data.oct import generate_oct
+    from edgeret.link.protocol import wait_for_hub
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

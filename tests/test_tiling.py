@@ -1,11 +1,11 @@
-"""edgeret.tiling: overlapping tiles with smooth blending, no seams (pure numpy)."""
+"""edgeret.images.tiling: overlapping tiles with smooth blending, no seams (pure numpy)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgeret.tiling import from_planes, pad_to_multiple, run_tiled, tile_starts, to_planes
+from edgeret.images.tiling import from_planes, pad_to_multiple, run_tiled, tile_starts, to_planes
 
 
 def box_filter(radius: int):

@@ -19,7 +19,7 @@ from conftest import run_cli
 from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
 from net_faults import FaultyProxy, free_port
 
-from edgeret.agent.upload import Uploader
+from edgeret.camera.upload import Uploader
 
 pydicom = pytest.importorskip("pydicom")
 
@@ -66,7 +66,7 @@ def test_agent_cli_delivers_every_capture_and_the_hub_decodes_exactly(tmp_path):
         # the DICOM holds exactly what `edgeret decode` makes of the stream the hub kept
         decoded = tmp_path / f"{name}.decoded.png"
         run_cli("decode", str(store / "streams" / f"{capture_id}.ert"), "-o", str(decoded), check=True)
-        from edgeret.imageio import read_image
+        from edgeret.images.read_write import read_image
 
         ds = pydicom.dcmread(store / "dicom" / f"{capture_id}.dcm")
         np.testing.assert_array_equal(ds.pixel_array, read_image(decoded))
@@ -238,7 +238,7 @@ def test_the_agent_runs_an_exported_int8_bundle_as_the_camera_does(tmp_path):
                        "--heldout", "4", "--calib-size", "16", "--golden", "2", "--threads", "1", "--quiet",
                        "-o", str(bundle))
     assert exported.returncode == 0, exported.stderr[-2000:]
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.oct import generate_oct
 
     inbox, store = tmp_path / "inbox", tmp_path / "store"
     inbox.mkdir()
@@ -304,7 +304,7 @@ def test_a_hub_with_a_token_refuses_cameras_without_it_and_they_keep_their_strea
 
 def test_a_dicom_capture_keeps_its_patient_at_the_hub(tmp_path):
     """A camera that writes DICOM already knows the patient: no side-car needed."""
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.oct import generate_oct
     from edgeret.hub.dicom_out import capture_to_dicom
 
     inbox, store = tmp_path / "inbox", tmp_path / "store"
@@ -329,7 +329,7 @@ def test_an_oversampled_photo_at_a_low_rate_travels_at_half_scale_and_arrives_fu
     and a centre crop without the field's edge is graded usable by the real-trained quality model."""
     from skimage import data as skdata
 
-    from edgeret.imageio import read_image, write_image
+    from edgeret.images.read_write import read_image, write_image
 
     inbox, store = tmp_path / "inbox", tmp_path / "store"
     inbox.mkdir()

@@ -11,10 +11,10 @@ import pytest
 from conftest import run_cli
 from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
 
-from edgeret.agent.upload import Uploader
+from edgeret.camera.upload import Uploader
 from edgeret.errors import EdgeretError, InputError
-from edgeret.tls import check_pair, client_context, server_context
-from edgeret.upload_protocol import wait_for_hub
+from edgeret.link.protocol import wait_for_hub
+from edgeret.link.tls import check_pair, client_context, server_context
 
 pytest.importorskip("pydicom")
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,

@@ -60,7 +60,7 @@ def test_an_openvino_int8_export_sends_nothing_and_leaves_home_alone(tmp_path):
 
 def test_the_opt_in_gives_openvino_its_default_telemetry(tmp_path):
     # only the import: with consent, openvino_telemetry writes its client id (no event is sent)
-    code = "from edgeret.vendor_telemetry import quiet_import; quiet_import('openvino')"
+    code = "from edgeret.devices.vendor_telemetry import quiet_import; quiet_import('openvino')"
     proc = _run(code, tmp_path, EDGERET_VENDOR_TELEMETRY="1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "home" / "intel").is_dir()

@@ -52,12 +52,13 @@ sys.path.insert(0, str(ROOT))
 from codec_report import TARGETS, describe_cr, report, targets  # noqa: E402  (tools/ is on sys.path)
 from rd_plot import plot  # noqa: E402  (tools/ is on sys.path when run as a script)
 
-from edgeret.bitstream import encode_stream  # noqa: E402
-from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
-from edgeret.codec_scale import resample_psnr  # noqa: E402
-from edgeret.rd_metrics import bd_rate, cr_at_quality, msssim_db  # noqa: E402
+from edgeret.build.rd_metrics import bd_rate, cr_at_quality, msssim_db  # noqa: E402
+from edgeret.codec.ert.container import encode_stream  # noqa: E402
+from edgeret.codec.scale import resample_psnr  # noqa: E402
+from edgeret.codec.session import CodecCatalog, CodecSession  # noqa: E402
+from edgeret.metrics import psnr  # noqa: E402
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
-from edgeret_plugins.tasks.codec.processing import ms_ssim, psnr  # noqa: E402
+from edgeret_plugins.tasks.codec.processing import ms_ssim  # noqa: E402
 from edgeret_plugins.tasks.codec.specs import BENCH_SEED, phantom  # noqa: E402
 
 CLASSICAL = {
@@ -180,7 +181,7 @@ def timing(session: CodecSession, catalog: CodecCatalog, repeats: int) -> dict:
     session's threads, quantization, entropy coding and the ``.ert`` bytes);
     ``encode_cpu_ms_1thread`` the process CPU time of one encode on one ORT thread. Where the rate
     point may halve an oversampled image, the timed encode is the worst case: the oversampling test
-    (:func:`edgeret.codec_scale.resample_psnr`) and then the full-size graph.
+    (:func:`edgeret.codec.scale.resample_psnr`) and then the full-size graph.
     """
     oct_img = phantom("oct", BENCH_SEED + 999)[0][64:576, 256:768]
     fundus_img = phantom("fundus", BENCH_SEED + 999, size=512)[0]
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
     cv2.setNumThreads(args.threads)
     from skimage import data as skdata
 
-    from edgeret.host import Host
+    from edgeret.plugin.host import Host
 
     def progress(msg: str) -> None:
         print(msg, flush=True)

@@ -39,16 +39,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from edgeret.metrics import psnr  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared/data/real/oct-denoise"
 OLD_COMMIT = "e5d42d7"  # the phantom-trained denoise_oct.onnx
 OLD_ONNX = "plugins/tasks/denoise/weights/denoise_oct.onnx"
 BM3D_SECONDS: list[float] = []  # uncached BM3D calls of this run
 BM3D_SIGMAS = (35 / 255, 45 / 255, 55 / 255, 65 / 255)  # hindsight grid ([0, 1] units); ~30 s a call
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / max(float(np.mean((a.astype(np.float64) - b) ** 2)), 1e-12)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,7 +70,7 @@ def task():
 def run_cv(args: argparse.Namespace) -> None:
     import torch
 
-    from edgeret.registrations import TrainRequest
+    from edgeret.plugin.registrations import TrainRequest
     from edgeret_plugins.tasks.denoise.real_pairs import read_real_pairs
     from edgeret_plugins.tasks.denoise.recipe import (
         REAL_OCT,
@@ -220,7 +218,7 @@ def crop_strip(images: list[tuple[str, np.ndarray]], y: int, x: int, size: int =
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    from edgeret.reporting import markdown_table
+    from edgeret.reports import markdown_table
     from edgeret_plugins.tasks.denoise.real_pairs import read_real_pairs
     from edgeret_plugins.tasks.denoise.recipe import REAL_OCT
 
@@ -361,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_train(args: argparse.Namespace) -> None:
     import torch
 
-    from edgeret.registrations import TrainRequest
+    from edgeret.plugin.registrations import TrainRequest
     from edgeret_plugins.tasks.denoise.recipe import train_real_oct
 
     torch.set_num_threads(1)

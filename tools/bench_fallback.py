@@ -10,7 +10,7 @@
     python tools/bench_fallback.py --merge ... --timing /tmp/quiet.json
 
 For every real development image and every rate point of the shipped factorized
-codec, the camera's own decision runs (:func:`edgeret.codec_choice.choose`, as
+codec, the camera's own decision runs (:func:`edgeret.codec.choice.choose`, as
 `edgeret agent` and `edgeret encode` call it): the learned stream at that rate
 (``--scale auto``, as the agent codes a capture graded good), JPEG XL fitted to
 at most its bytes, both decoded and scored against the original. Reported per
@@ -50,8 +50,8 @@ def images_of(folder: Path, limit: int | None) -> list[Path]:
 
 def reference_jxl(image, modality: str, budget: int, effort: int) -> dict | None:
     """An independent JPEG XL at the same bytes: libjxl at a higher effort, a finer search (16 encodes)."""
-    from edgeret.classical_codec import decode_classical, fit_jxl
-    from edgeret.codec_choice import scores
+    from edgeret.codec.choice import scores
+    from edgeret.codec.classical import decode_classical, fit_jxl
 
     enc = fit_jxl(image, modality, budget, effort=effort, max_tries=16)
     if enc is None:
@@ -62,10 +62,10 @@ def reference_jxl(image, modality: str, budget: int, effort: int) -> dict | None
 
 def run(limit: int, threads: int, sets: list[str], rates: list[str] | None, rows_path: Path | None,
         reference_effort: int | None = None) -> list:
-    from edgeret.codec_choice import choose
-    from edgeret.codec_io import CodecCatalog, CodecSession
-    from edgeret.host import get_host
-    from edgeret.imageio import read_image
+    from edgeret.codec.choice import choose
+    from edgeret.codec.session import CodecCatalog, CodecSession
+    from edgeret.images.read_write import read_image
+    from edgeret.plugin.host import get_host
 
     host = get_host()
     session = CodecSession(CodecCatalog.of_plugin(host), host.backend("onnxruntime"), threads=threads)
@@ -185,7 +185,7 @@ def markdown(result: dict) -> str:
         "For each real image and rate point of the shipped factorized codec the camera codes the learned "
         "stream (`--scale auto`), fits JPEG XL (libjxl via imagecodecs; effort 5 for photographs, 7 for "
         "B-scans) into at most the same "
-        "bytes, decodes both and sends the one with the higher MS-SSIM (`edgeret.codec_choice`). "
+        "bytes, decodes both and sends the one with the higher MS-SSIM (`edgeret.codec.choice`). "
         "*learned* / *JPEG XL*: each codec alone at those bytes; *sent*: what the camera sends. Means over "
         "the captures where JPEG XL fits the budget (*JXL fits*); where it does not (the lowest rates: "
         "JPEG XL at its coarsest setting is larger than the learned stream) the learned stream is sent, "

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeret.agent.capture import scale_for_quality
+from edgeret.camera.capture import scale_for_quality
 from edgeret.cli import main as edgeret
-from edgeret.codec_io import CodecCatalog, CodecSession
-from edgeret.host import get_host
-from edgeret.imageio import read_image
+from edgeret.codec.session import CodecCatalog, CodecSession
+from edgeret.images.read_write import read_image
 from edgeret.metrics import binary_report, quadratic_weighted_kappa
-from edgeret.reporting import markdown_table, write_report
+from edgeret.plugin.host import get_host
+from edgeret.reports import markdown_table, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERABLE_FROM, POOR = 2, 2
@@ -77,7 +77,7 @@ def rate_points(codec: CodecSession, modality: str) -> list:
 
 def codec_versions(codec: CodecSession, modality: str, image: np.ndarray, scale: str | int):
     """(rate id, bpp, decoded image) per rate point: the stream the agent sends, decoded as the hub does."""
-    from edgeret.bitstream import encode_stream
+    from edgeret.codec.ert.container import encode_stream
 
     for model, rate in rate_points(codec, modality):
         encoded = codec.encode(image, model, rate, scale=scale)
@@ -108,14 +108,14 @@ def predictions(session, codec: CodecSession, folder: Path, rows: list[dict[str,
 
 def device_grader(host, backend):
     """The camera's own quality models (what decides whether the agent may halve a capture)."""
-    from edgeret.grading import Grader
-    from edgeret.upload_protocol import DEVICE_TASKS
+    from edgeret.link.protocol import DEVICE_TASKS
+    from edgeret.runtime.grading import Grader
 
     return Grader(host, backend, DEVICE_TASKS, threads=1)
 
 
 def fundus_rows(host, codec, backend, folder: Path, n: int, dr_model: Path | None = None) -> list[dict]:
-    from edgeret.inference import TaskSession
+    from edgeret.runtime.task_session import TaskSession
 
     session = TaskSession(host.task("dr-grade"), backend, model=dr_model, threads=1)
     rows = labelled(folder, n)
@@ -145,7 +145,7 @@ def fundus_rows(host, codec, backend, folder: Path, n: int, dr_model: Path | Non
 
 
 def oct_rows(host, codec, backend, folder: Path, n: int) -> list[dict]:
-    from edgeret.inference import TaskSession
+    from edgeret.runtime.task_session import TaskSession
 
     session = TaskSession(host.task("quality-oct"), backend, threads=1)
     rows = labelled(folder, n)

@@ -27,10 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeret.bitstream import encode_stream  # noqa: E402
-from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
-from edgeret.host import Host  # noqa: E402
-from edgeret.reporting import markdown_table  # noqa: E402
+from edgeret.codec.ert.container import encode_stream  # noqa: E402
+from edgeret.codec.session import CodecCatalog, CodecSession  # noqa: E402
+from edgeret.plugin.host import Host  # noqa: E402
+from edgeret.reports import markdown_table  # noqa: E402
 from edgeret_plugins.tasks.codec.specs import BENCH_SEED, phantom  # noqa: E402
 
 BACKENDS = ("onnxruntime", "openvino")

@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO / "tests"))
 SIZES = [(1024, 1024, True), (2048, 2048, True), (4096, 2048, False), (4000, 3000, False)]
 CHILD = """
 import resource, sys, time
-import edgeret.codec_io as codec_io
-from edgeret.host import get_host
+import edgeret.codec.session as codec_io
+from edgeret.plugin.host import get_host
 if sys.argv[2] == "whole":
     codec_io.run_decoder.__defaults__ = (1 << 20, codec_io.HALO_Y0)  # one tile: the whole image
 host = get_host()
@@ -37,9 +37,9 @@ print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_m
 def main() -> int:
     from hub_helpers import empty_stream
 
-    from edgeret.codec_io import CodecCatalog
-    from edgeret.host import get_host
-    from edgeret.reporting import markdown_table
+    from edgeret.codec.session import CodecCatalog
+    from edgeret.plugin.host import get_host
+    from edgeret.reports import markdown_table
 
     catalog = CodecCatalog.of_plugin(get_host())
     rows = []

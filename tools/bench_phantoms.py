@@ -13,17 +13,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from edgeret.reporting import markdown_table, write_report
+from edgeret.reports import markdown_table, write_report
 
 
 def _fundus(seed: int) -> int:
-    from edgeret.data.fundus import generate_fundus
+    from edgeret.build.data.fundus import generate_fundus
 
     return int(generate_fundus(seed, size=512).image[0, 0, 0])
 
 
 def _oct(seed: int) -> int:
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.oct import generate_oct
 
     return int(generate_oct(seed).image[0, 0])
 

@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data" / "real")
     args = parser.parse_args(argv)
 
-    from edgeret.host import get_host
-    from edgeret.imageio import read_image
-    from edgeret.inference import TaskSession
-    from edgeret.reporting import markdown_table
+    from edgeret.images.read_write import read_image
+    from edgeret.plugin.host import get_host
+    from edgeret.reports import markdown_table
+    from edgeret.runtime.task_session import TaskSession
 
     host = get_host()
     backend = host.backend("onnxruntime")

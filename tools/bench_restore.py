@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeret.reporting import markdown_table, write_report
+from edgeret.reports import markdown_table, write_report
 
 PHANTOM_SEEDS = [7_000_000 + i for i in range(4)]
 OCT_SEEDS = [8_000_000 + i for i in range(3)]
@@ -35,7 +35,7 @@ ZOOM = 2
 
 
 def phantoms():
-    from edgeret.data.fundus import generate_fundus
+    from edgeret.build.data.fundus import generate_fundus
 
     samples = [generate_fundus(s, size=512, quality="good") for s in PHANTOM_SEEDS]
     return [(f"phantom {s}", x.image) for s, x in zip(PHANTOM_SEEDS, samples, strict=True)], \
@@ -93,7 +93,7 @@ def grid(rows: list[list[np.ndarray]], title: str) -> np.ndarray:
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    from edgeret.imageio import write_image
+    from edgeret.images.read_write import write_image
 
     write_image(path, rgb)
     print(f"wrote {path}")
@@ -152,7 +152,7 @@ def bench_denoise(out_dir: Path, cache: Path, with_bm3d: bool) -> dict:
     keep = {ph[0][0], REAL}
     res_ph = ev.run_methods(ph, methods, oct_=False, vessels=masks, keep=keep)
     res_real = ev.run_methods(real, methods, oct_=False, keep=keep)
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.oct import generate_oct
 
     octs = [(f"oct {s}", generate_oct(s, quality="good").image) for s in OCT_SEEDS]
     oct_methods = ev.default_methods(oct_task, ["dncnn-oct"], WEIGHTS_DIR, "onnxruntime", cache,

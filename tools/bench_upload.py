@@ -41,13 +41,13 @@ from hub_helpers import make_agent  # noqa: E402
 from net_faults import FaultyProxy, free_port  # noqa: E402
 from orthanc_server import orthanc_missing_reason, start_orthanc  # noqa: E402
 
-from edgeret.reporting import markdown_table, write_report  # noqa: E402
-from edgeret.upload_protocol import wait_for_hub  # noqa: E402
+from edgeret.link.protocol import wait_for_hub  # noqa: E402
+from edgeret.reports import markdown_table, write_report  # noqa: E402
 
 
 def write_captures(folder: Path, n_fundus: int, n_oct: int) -> None:
-    from edgeret.data.fundus import generate_fundus
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.fundus import generate_fundus
+    from edgeret.build.data.oct import generate_oct
 
     folder.mkdir(parents=True)
     for i in range(n_fundus):

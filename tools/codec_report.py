@@ -5,8 +5,8 @@ Split from ``bench_codec.py`` (which measures); this module only reads the resul
 
 from __future__ import annotations
 
-from edgeret.rd_metrics import msssim_from_db, quality_at_cr
-from edgeret.reporting import markdown_table
+from edgeret.build.rd_metrics import msssim_from_db, quality_at_cr
+from edgeret.reports import markdown_table
 
 TARGETS = {"oct_cr_at_0.99": 80.0, "oct_bd_j2k": -20.0, "fundus_bd_jpeg": -30.0, "fundus_bd_j2k": -10.0,
            "encoder_ms": 50.0}

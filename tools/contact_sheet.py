@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeret.data.fundus import generate_fundus
-from edgeret.data.oct import generate_oct
+from edgeret.build.data.fundus import generate_fundus
+from edgeret.build.data.oct import generate_oct
 
 TILE = 200
 FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from edgeret.cli import main as edgeret
-from edgeret.upload_protocol import wait_for_hub
+from edgeret.link.protocol import wait_for_hub
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "out/demo")
 

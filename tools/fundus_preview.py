@@ -15,7 +15,7 @@ import sys
 import cv2
 import numpy as np
 
-from edgeret.data.fundus import generate_fundus
+from edgeret.build.data.fundus import generate_fundus
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

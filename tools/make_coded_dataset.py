@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeret.bitstream import encode_stream
-from edgeret.codec_io import CodecCatalog, CodecSession, modality_of
-from edgeret.host import get_host
-from edgeret.imageio import read_image, write_image
+from edgeret.codec.ert.container import encode_stream
+from edgeret.codec.session import CodecCatalog, CodecSession, modality_of
+from edgeret.images.read_write import read_image, write_image
+from edgeret.plugin.host import get_host
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import argparse
 import cv2
 import numpy as np
 
-from edgeret.data.oct import generate_oct
+from edgeret.build.data.oct import generate_oct
 
 
 def _tile(seed: int, quality: str, h: int, w: int, scale: float) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeret.rd_metrics import msssim_db
+from edgeret.build.rd_metrics import msssim_db
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 COLORS = {"ours factorized": (40, 40, 220), "ours paper": (180, 40, 200), "JPEG": (60, 60, 60),

@@ -6,7 +6,7 @@ The tuning images are made oversampled on purpose and are never the benchmark's
 real photograph (``skimage.data.retina()``): held-out fundus phantoms (seeds
 70 000..) and scikit-image's colour photographs (no retina), each doubled in
 size with OpenCV's bicubic (a different interpolator from the codec's own
-:func:`edgeret.codec_scale.upscale2`). For OCT, phantoms only. Every rate point
+:func:`edgeret.codec.scale.upscale2`). For OCT, phantoms only. Every rate point
 codes every image at full scale and at half scale (``--scale 1`` / ``2``); a
 half-scale point *pays* when its mean MS-SSIM beats the full-scale curve's at the
 same mean bits (log-rate interpolation), or when it sits below the full-scale
@@ -32,11 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeret.bitstream import encode_stream  # noqa: E402
-from edgeret.codec_io import CodecCatalog, CodecSession  # noqa: E402
-from edgeret.codec_scale import OVERSAMPLED_DB, resample_psnr  # noqa: E402
-from edgeret.host import Host  # noqa: E402
-from edgeret.reporting import markdown_table, write_report  # noqa: E402
+from edgeret.codec.ert.container import encode_stream  # noqa: E402
+from edgeret.codec.scale import OVERSAMPLED_DB, resample_psnr  # noqa: E402
+from edgeret.codec.session import CodecCatalog, CodecSession  # noqa: E402
+from edgeret.plugin.host import Host  # noqa: E402
+from edgeret.reports import markdown_table, write_report  # noqa: E402
 from edgeret_plugins.tasks.codec import WEIGHTS_DIR  # noqa: E402
 from edgeret_plugins.tasks.codec.processing import ms_ssim  # noqa: E402
 from edgeret_plugins.tasks.codec.specs import natural_photos, phantom  # noqa: E402

@@ -1,7 +1,7 @@
 """The ``edgeret`` command line.
 
 Subcommands come from plugins through the ``edgeret_subcommands`` hook, the
-built-in ones included (`edgeret.cli.builtin_commands`). User errors print one
+built-in ones included (`edgeret.cli.commands`). User errors print one
 line and exit non-zero; a traceback only with EDGERET_DEBUG=1.
 """
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeret.errors import EdgeretError
-from edgeret.host import Host
+from edgeret.plugin.host import Host
 
 ENV_DEBUG = "EDGERET_DEBUG"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from edgeret.devices import DEFAULT_DEVICE
+from edgeret.devices.profiles import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.registrations import BackendPlugin
+from edgeret.plugin.registrations import BackendPlugin
 
 
 def backend_from_args(args: argparse.Namespace) -> BackendPlugin:
     """Shared by run, encode/decode and denoise/upscale so they pick backends the same way."""
-    from edgeret.backend_chain import require_backend
-    from edgeret.host import device_catalog
+    from edgeret.devices.backend_chain import require_backend
+    from edgeret.plugin.host import device_catalog
 
     host = args.host
     if getattr(args, "backend", None):

@@ -5,7 +5,7 @@ The codec models come from the `codec-encoder` task's weights folder (or
 `--backend`). Both commands print the stream size, bits per pixel and the
 compression ratio against the raw pixels; decode also prints its time. Encode
 sends JPEG XL in at most the learned stream's bytes when that scores higher
-(`--fallback jxl`, the default; `edgeret.codec_choice`), as the camera agent does. A bad
+(`--fallback jxl`, the default; `edgeret.codec.choice`), as the camera agent does. A bad
 input prints one line naming the file and exits 2, and no output file is left
 behind (both outputs are written atomically, after everything succeeded).
 """
@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from edgeret.cli.output import print_json
-from edgeret.devices import DEFAULT_DEVICE
+from edgeret.devices.profiles import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
 
 
@@ -61,14 +61,14 @@ def configure_decode(parser: argparse.ArgumentParser) -> None:
 
 def codec_catalog(args: argparse.Namespace):
     """`--models DIR`, else the codec plugin's own weights folder."""
-    from edgeret.codec_io import CodecCatalog
+    from edgeret.codec.session import CodecCatalog
 
     return CodecCatalog(args.models) if args.models else CodecCatalog.of_plugin(args.host)
 
 
 def codec_session(args: argparse.Namespace):
     from edgeret.cli.backend_arg import backend_from_args
-    from edgeret.codec_io import CodecSession
+    from edgeret.codec.session import CodecSession
 
     backend = backend_from_args(args)
     if "onnx" not in backend.formats:
@@ -79,7 +79,7 @@ def codec_session(args: argparse.Namespace):
 
 def bundle_encoder(args: argparse.Namespace):
     """`--bundle DIR`'s codec encoder on its device's first usable backend (or `--backend`)."""
-    from edgeret.codec_bundle import BundleEncoder
+    from edgeret.codec.bundle_encoder import BundleEncoder
 
     return BundleEncoder(args.bundle, codec_catalog(args), args.host.backends(), args.backend, args.threads)
 
@@ -92,10 +92,10 @@ def _describe(stats: dict) -> str:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from edgeret.atomic import write_bytes_atomic
-    from edgeret.codec_choice import choose
-    from edgeret.codec_io import modality_of, stream_stats
-    from edgeret.imageio import read_image
+    from edgeret.codec.choice import choose
+    from edgeret.codec.session import modality_of, stream_stats
+    from edgeret.images.read_write import read_image
+    from edgeret.link.atomic import write_bytes_atomic
 
     image = read_image(args.image)
     if image.ndim == 3 and image.shape[2] not in (3, 4):  # a volume: (N, H, W)
@@ -115,7 +115,7 @@ def run_encode(args: argparse.Namespace) -> int:
     def decode(enc):
         nonlocal decoder
         if decoder is None:
-            from edgeret.codec_io import CodecSession
+            from edgeret.codec.session import CodecSession
 
             decoder = CodecSession(None, args.host.backend("onnxruntime"), threads=args.threads)
         return decoder.decode(enc.header, enc.payloads, enc.model, enc.rate).image
@@ -163,10 +163,10 @@ def _encode_with_bundle(args: argparse.Namespace, image):
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from edgeret.bitstream import MAX_STREAM
-    from edgeret.codec_io import stream_stats
+    from edgeret.codec.ert.container import MAX_STREAM
+    from edgeret.codec.session import stream_stats
     from edgeret.errors import InputError
-    from edgeret.imageio import write_image
+    from edgeret.images.read_write import write_image
 
     path = args.stream
     try:

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from edgeret.data.synth import SynthRequest, parse_mix, synthesize
-    from edgeret.progress import Progress
+    from edgeret.build.data.synth import SynthRequest, parse_mix, synthesize
+    from edgeret.build.progress import Progress
 
     if not 16 <= args.size <= 4096 or not 16 <= args.height <= 4096 or not 16 <= args.width <= 4096:
         raise EdgeretError("image sizes must be between 16 and 4096 pixels")
@@ -56,7 +56,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edgeret.data.datasets import load_dataset
+    from edgeret.build.data.datasets import load_dataset
 
     dataset = load_dataset(args.folder, layout=args.layout)
     summary = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from edgeret.backend_chain import resolve_backends
 from edgeret.cli.output import print_json, print_table
-from edgeret.host import device_catalog
+from edgeret.devices.backend_chain import resolve_backends
+from edgeret.plugin.host import device_catalog
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from edgeret.atomic import make_folders
 from edgeret.cli.output import print_json, print_table
 from edgeret.errors import EdgeretError
+from edgeret.link.atomic import make_folders
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 
@@ -82,7 +82,7 @@ def _devices_dirs(args: argparse.Namespace) -> list[str]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from edgeret.export.pipeline import ExportRequest, export_bundle
+    from edgeret.build.export.pipeline import ExportRequest, export_bundle
 
     for option, value in (("--heldout", args.heldout), ("--golden", args.golden),
                           ("--calib-size", args.calib_size), ("--threads", args.threads)):
@@ -147,7 +147,7 @@ def configure_verify(parser: argparse.ArgumentParser) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from edgeret.bundle_verify import verify_bundle
+    from edgeret.bundle.verify import verify_bundle
 
     report = verify_bundle(args.bundle, args.host.backends(), backend=args.backend,
                            tasks=_names(args.tasks), threads=args.threads)
@@ -193,7 +193,7 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from edgeret.export import bench
+    from edgeret.build.export import bench
 
     for option, value in (("--runs", args.runs), ("--threads", args.threads), ("--heldout", args.heldout),
                           ("--calib-size", args.calib_size), ("--rounds", args.rounds)):
@@ -209,8 +209,8 @@ def run_bench(args: argparse.Namespace) -> int:
     device = report["device"]
     stem, title = f"bundle-bench-{device}", f"Bundle benchmark: {device}"
     if args.compare:
-        from edgeret.bundle import load_manifest
-        from edgeret.host import import_optional
+        from edgeret.bundle.manifest import load_manifest
+        from edgeret.plugin.host import import_optional
 
         import_optional("torch", "export")
         manifest = load_manifest(args.bundle)
@@ -251,7 +251,7 @@ def configure_build(parser: argparse.ArgumentParser) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from edgeret.bundle import ENGINES_DIR, check_hashes, load_manifest
+    from edgeret.bundle.manifest import ENGINES_DIR, check_hashes, load_manifest
 
     manifest = load_manifest(args.bundle)
     check_hashes(args.bundle, manifest)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from edgeret.cli.backend_arg import backend_from_args
 from edgeret.cli.output import print_json
-from edgeret.devices import DEFAULT_DEVICE
+from edgeret.devices.profiles import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.inference import TaskSession
+from edgeret.runtime.task_session import TaskSession
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     task = host.task(args.task)
     backend = backend_from_args(args)
     if args.output is not None or args.scale is not None:
-        from edgeret.cli.restore_commands import restore_file
+        from edgeret.cli.restore_cmd import restore_file
 
         return restore_file(args, task, backend)
     session = TaskSession(task, backend, model=args.model, threads=args.threads)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeret.atomic import make_folders
 from edgeret.errors import EdgeretError, InputError
-from edgeret.host import import_optional
-from edgeret.registrations import EvalRequest, TrainRequest
+from edgeret.link.atomic import make_folders
+from edgeret.plugin.host import import_optional
+from edgeret.plugin.registrations import EvalRequest, TrainRequest
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:

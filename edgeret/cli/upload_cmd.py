@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 
 from edgeret.cli.codec_cmd import bundle_encoder, codec_session
-from edgeret.devices import DEFAULT_DEVICE
+from edgeret.devices.profiles import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
-from edgeret.upload_protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
+from edgeret.link.protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
 
 
 def _task_map_option(parser: argparse.ArgumentParser, flag: str, defaults: dict[str, str],
@@ -109,13 +109,13 @@ def private_umask() -> None:
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from edgeret.agent.agent import Agent
-    from edgeret.agent.capture import CaptureProcessor, PluginCodec
-    from edgeret.agent.spool import Spool
-    from edgeret.agent.upload import Uploader
-    from edgeret.grading import Grader
-    from edgeret.retry import Backoff
-    from edgeret.tls import client_context
+    from edgeret.camera.agent import Agent
+    from edgeret.camera.capture import CaptureProcessor, PluginCodec
+    from edgeret.camera.spool import Spool
+    from edgeret.camera.upload import Uploader
+    from edgeret.link.retry import Backoff
+    from edgeret.link.tls import client_context
+    from edgeret.runtime.grading import Grader
 
     private_umask()
     tls = client_context(args.ca_file) if args.ca_file else None
@@ -143,8 +143,8 @@ def run_agent(args: argparse.Namespace) -> int:
 
 def _from_bundle(args: argparse.Namespace):
     """The camera's way: the exported bundle's encoder and quality model(s) on its device's backend."""
-    from edgeret.agent.capture import BundleCodec
-    from edgeret.grading import Grader
+    from edgeret.camera.capture import BundleCodec
+    from edgeret.runtime.grading import Grader
 
     encoder = bundle_encoder(args)
     tasks = task_map(args, args.quality, DEVICE_TASKS, "--quality")
@@ -202,12 +202,12 @@ def _port(text: str) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
-    from edgeret.grading import Grader
-    from edgeret.host import import_optional
     from edgeret.hub.app import build_hub
     from edgeret.hub.intake import MAX_PIXELS
     from edgeret.hub.pacs import StowClient
-    from edgeret.tls import check_pair, server_context
+    from edgeret.link.tls import check_pair, server_context
+    from edgeret.plugin.host import import_optional
+    from edgeret.runtime.grading import Grader
 
     private_umask()
     check_pair(args.tls_cert, args.tls_key)

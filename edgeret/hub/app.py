@@ -6,15 +6,15 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeret.codec_io import CodecSession
+from edgeret.codec.session import CodecSession
 from edgeret.errors import EdgeretError
-from edgeret.grading import Grader
 from edgeret.hub.intake import MAX_PIXELS, Intake
 from edgeret.hub.pacs import StowClient
 from edgeret.hub.server import HubServer, safe_log
 from edgeret.hub.store import HubStore
-from edgeret.retry import Backoff
-from edgeret.upload_protocol import DEFAULT_PORT
+from edgeret.link.protocol import DEFAULT_PORT
+from edgeret.link.retry import Backoff
+from edgeret.runtime.grading import Grader
 
 
 def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bind: str = "127.0.0.1",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from edgeret.errors import EdgeretError, one_line
 from edgeret.hub.pacs import PacsError, StowClient
 from edgeret.hub.store import HubStore
-from edgeret.retry import Backoff
+from edgeret.link.retry import Backoff
 
 LOCAL = "a file in the hub's store cannot be written or read (a full disk?)"
 

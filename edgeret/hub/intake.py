@@ -13,10 +13,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from edgeret.bitstream import decode_header
-from edgeret.codec_io import CodecSession, stream_stats
+from edgeret.codec.ert.container import decode_header
+from edgeret.codec.session import CodecSession, stream_stats
 from edgeret.errors import EdgeretError
-from edgeret.grading import Grader
 from edgeret.hub.dicom_out import (
     JPEG_XL_METHOD,
     LOSSY_METHOD,
@@ -26,7 +25,8 @@ from edgeret.hub.dicom_out import (
     pseudonymous_patient_id,
 )
 from edgeret.hub.store import HubStore
-from edgeret.upload_protocol import CAPTURE_ID
+from edgeret.link.protocol import CAPTURE_ID
+from edgeret.runtime.grading import Grader
 
 
 class Refused(Exception):
@@ -36,7 +36,7 @@ class Refused(Exception):
 
 
 # The largest image a camera's header may declare: 4000 x 3000, a 12-megapixel fundus camera. The
-# decoder works in tiles (edgeret.codec_io.run_decoder), so what grows with the image is the image
+# decoder works in tiles (edgeret.codec.session.run_decoder), so what grows with the image is the image
 # itself and its latents: peak memory about 0.65 GB + 30 bytes per declared pixel, 1.0 GB at 12 MP
 # (python tools/bench_hub_memory.py). `edgeret serve --max-pixels` sets another limit.
 MAX_PIXELS = 4000 * 3000
@@ -94,7 +94,7 @@ class Intake:
             raise Refused(413, f"{source}: declares a {header.width}x{header.height} image, more than "
                                f"this hub's limit of {self.max_pixels} pixels")
         if header.classical:
-            from edgeret.classical_codec import unavailable_reason
+            from edgeret.codec.classical import unavailable_reason
 
             reason = unavailable_reason()
             if reason:  # the hub's installation, not the stream, is at fault: the camera keeps it and retries

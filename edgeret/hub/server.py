@@ -20,11 +20,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edgeret.bitstream import MAX_STREAM
+from edgeret.codec.ert.container import MAX_STREAM
 from edgeret.errors import one_line
 from edgeret.hub.cameras import CameraKeys
 from edgeret.hub.intake import Intake, Refused
-from edgeret.upload_protocol import (
+from edgeret.link.protocol import (
     CAPTURE_ID,
     CAPTURE_PATH,
     DEFAULT_PORT,
@@ -145,7 +145,7 @@ class _ThreadingServer(ThreadingHTTPServer):
 class HubServer:
     """Binds at construction (port 0 picks a free one); ``serve_forever`` or ``start`` in a thread.
 
-    With ``tls`` (``edgeret.tls.server_context``) it serves HTTPS only; with ``cameras`` each camera
+    With ``tls`` (``edgeret.link.tls.server_context``) it serves HTTPS only; with ``cameras`` each camera
     has its own token and is named in its captures' records (else ``token``: one shared secret)."""
 
     def __init__(self, intake: Intake, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,

@@ -28,9 +28,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edgeret.atomic import fsync_dir, make_folders, write_bytes_atomic
-from edgeret.folder_lock import FolderLock
-from edgeret.upload_protocol import CAPTURE_ID, check_capture_id
+from edgeret.link.atomic import fsync_dir, make_folders, write_bytes_atomic
+from edgeret.link.folder_lock import FolderLock
+from edgeret.link.protocol import CAPTURE_ID, check_capture_id
 
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700  # patient data: the hub's user only
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import EdgeretError, InputError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import Availability, BackendPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import Availability, BackendPlugin
 
 
 def _interpreter_class() -> tuple[Any, str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeret.errors import InputError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import Availability, BackendPlugin
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import Availability, BackendPlugin
 
 
 def _available() -> Availability:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeret.devices.vendor_telemetry import quiet_import
 from edgeret.errors import EdgeretError, InputError
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import Availability, BackendPlugin
-from edgeret.vendor_telemetry import quiet_import
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import Availability, BackendPlugin
 
 
 def _available() -> Availability:

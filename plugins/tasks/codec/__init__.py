@@ -3,7 +3,7 @@
 Two halves of one trained model: the encoder graph runs in the camera (device
 bundle), the decoder graph at the hub. Everything else is numpy:
 
-* runtime: ``edgeret/codec_io.py`` (quantizer, entropy coding, the ``.ert``
+* runtime: ``edgeret/codec/session.py`` (quantizer, entropy coding, the ``.ert``
   stream; used by ``edgeret encode`` / ``edgeret decode``) and ``processing.py``
   here (re-exports plus the numpy MS-SSIM / PSNR);
 * shipped models: ``weights/codec_models.json`` lists them (``oct-paper``,
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.hookspecs import hookimpl
-from edgeret.registrations import ExportScore, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import ExportScore, TaskPlugin, TensorSpec, TrainRequest
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "oct-factorized"
@@ -42,14 +42,14 @@ DEFAULT_LATENT_CHANNELS = (32, 16, 8, 4)
 @lru_cache(maxsize=1)
 def catalog():
     """The shipped codec models (numpy only)."""
-    from edgeret.codec_io import CodecCatalog
+    from edgeret.codec.session import CodecCatalog
 
     return CodecCatalog(WEIGHTS_DIR)
 
 
 def _encoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
     """Image -> encoder input; a device profile's static size crops/pads to it (export_checks)."""
-    from edgeret.codec_io import image_for, to_model_input
+    from edgeret.codec.session import image_for, to_model_input
 
     from .export_checks import fit_to_input, static_size
 
@@ -60,8 +60,8 @@ def _encoder_preprocess(image: np.ndarray, task: TaskPlugin) -> dict[str, np.nda
 
 def _encoder_postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str, Any]:
     """Quantize with the default model's default rate point and entropy-code: real bytes."""
-    from edgeret.codec_io import LATENT_NAMES, quantize
-    from edgeret.entropy import encode_symbols
+    from edgeret.codec.ert.entropy import encode_symbols
+    from edgeret.codec.session import LATENT_NAMES, quantize
 
     model = catalog().models[DEFAULT_MODEL]
     _, rate = catalog().choose(model.modality, model.variant)
@@ -106,7 +106,7 @@ def _ms_ssim(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _psnr(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from .processing import psnr
+    from edgeret.metrics import psnr
 
     return psnr(y_true, y_pred, 255.0 if np.asarray(y_true).dtype == np.uint8 else 65535.0)
 
@@ -126,7 +126,7 @@ def _decoder_factory():
 
 
 def _calibration(n: int, seed: int):
-    from edgeret.data.oct import generate_oct
+    from edgeret.build.data.oct import generate_oct
 
     for i in range(n):  # never a training (0..) or benchmark (100_000..) seed
         yield generate_oct(200_000 + seed * 10_000 + i, quality="good").image

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edgeret.registrations import TaskPlugin
+from edgeret.plugin.registrations import TaskPlugin
 
 
 def static_size(task: TaskPlugin) -> tuple[int, int] | None:
@@ -44,7 +44,7 @@ def fit_to_input(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _hub():
     """The shipped catalogue, its default model at its default rate point, and an ORT session."""
-    from edgeret.codec_io import CodecSession
+    from edgeret.codec.session import CodecSession
     from edgeret_plugins.backends import onnxruntime_backend
 
     from . import DEFAULT_MODEL, catalog
@@ -58,7 +58,7 @@ def _hub():
 
 def prepared(raw: np.ndarray, task: TaskPlugin) -> np.ndarray:
     """The raw image as the default model codes it, at the task's static size."""
-    from edgeret.codec_io import image_for
+    from edgeret.codec.session import image_for
 
     _, model, _ = _hub()
     return fit_to_input(image_for(model, np.asarray(raw), "<array>"), static_size(task))
@@ -69,14 +69,14 @@ def _bits(image: np.ndarray) -> int:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from .processing import psnr
+    from edgeret.metrics import psnr
 
     return psnr(a, b, float((1 << _bits(a)) - 1))
 
 
 def decoder_feed(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
     """De-quantized latents of the fp32 encoder at the default rate point: what a hub decoder is fed."""
-    from edgeret.codec_io import LATENT_NAMES, dequantize, quantize
+    from edgeret.codec.session import LATENT_NAMES, dequantize, quantize
 
     session, model, rate = _hub()
     image = prepared(image, task)
@@ -90,8 +90,8 @@ def decoder_feed(image: np.ndarray, task: TaskPlugin) -> dict[str, np.ndarray]:
 
 def encoder_round_trip_psnr(raw: np.ndarray, outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> float:
     """Exported encoder's latents -> .ert bytes -> hub decode (fp32 ONNX) -> PSNR vs the original."""
-    from edgeret.bitstream import encode_stream
-    from edgeret.codec_io import LATENT_NAMES, encode_latents
+    from edgeret.codec.ert.container import encode_stream
+    from edgeret.codec.session import LATENT_NAMES, encode_latents
     from edgeret.errors import EdgeretError
 
     session, model, rate = _hub()
@@ -107,7 +107,7 @@ def encoder_round_trip_psnr(raw: np.ndarray, outputs: Mapping[str, np.ndarray], 
 
 def decoder_psnr(raw: np.ndarray, outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> float:
     """The decoder's reconstruction (from the fp32 encoder's symbols) vs the original image."""
-    from edgeret.codec_io import from_model_output
+    from edgeret.codec.session import from_model_output
 
     image = prepared(raw, task)
     h, w = image.shape[:2]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeret.training.loop import FitConfig, fit, seed_everything
+from edgeret.build.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .model import Codec

@@ -1,6 +1,6 @@
 """Codec pre/post-processing and image metrics: pure numpy (runtime, no torch).
 
-The quantizer and the padding live in :mod:`edgeret.codec_io` (the runtime);
+The quantizer and the padding live in :mod:`edgeret.codec.session` (the runtime);
 they are re-exported here so the task's story reads in one folder.
 
 * :func:`to_model_input` turns a uint8/uint16 image into the float NCHW tensor
@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgeret.codec_io import (
+from edgeret.codec.session import (
     MULTIPLE,
     STRIDES,
     dequantize,
@@ -33,7 +33,7 @@ from edgeret.codec_io import (
 )
 
 __all__ = ["MULTIPLE", "STRIDES", "dequantize", "from_model_output", "latent_shapes", "ms_ssim",
-           "padded_size", "psnr", "quantize", "to_model_input"]
+           "padded_size", "quantize", "to_model_input"]
 
 MSSSIM_WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
 
@@ -51,11 +51,6 @@ def latent_shapes(height: int, width: int, channels: tuple[int, ...],
 def _as_float_channels(image: np.ndarray) -> np.ndarray:
     x = np.asarray(image, dtype=np.float64)
     return x[:, :, None] if x.ndim == 2 else x
-
-
-def psnr(reference: np.ndarray, test: np.ndarray, data_range: float) -> float:
-    mse = float(np.mean((np.asarray(reference, np.float64) - np.asarray(test, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
 
 
 def _gauss_valid(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ Reproduce the shipped weights (see ``TRAINING.md``)::
     python -m edgeret_plugins.tasks.codec.recipe export oct-paper --out runs/codec
 
 ``train`` generates the phantom training set (seeds in :data:`SPECS`), trains
-with 1 torch thread and resumable checkpoints (``edgeret.training.loop.fit``);
+with 1 torch thread and resumable checkpoints (``edgeret.build.training.loop.fit``);
 ``export`` rounds the weights to fp16 precision, writes the torch weights,
 the encoder and decoder ONNX graphs, the gains and integer entropy tables
 (``<name>.npz``) and the model's entry in ``weights/codec_models.json``.
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeret.training.loop import FitConfig, fit, seed_everything
+from edgeret.build.training.loop import FitConfig, fit, seed_everything
 
 from . import WEIGHTS_DIR
 from .losses import distortion, lowpass_l1
@@ -137,7 +137,7 @@ def train(request) -> Path:
     colour for fundus) is cut into patches; weights go to ``--out``.
     """
     from edgeret.errors import EdgeretError
-    from edgeret.imageio import read_image
+    from edgeret.images.read_write import read_image
 
     name = request.variant or "oct-factorized"
     if name not in SPECS:

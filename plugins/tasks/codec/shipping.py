@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeret.entropy import IntegerTable
+from edgeret.codec.ert.entropy import IntegerTable
+from edgeret.metrics import psnr
 
 from . import WEIGHTS_DIR
 from .losses import distortion
@@ -23,7 +24,7 @@ from .model import (
     count_params,
     load_shipped,
 )
-from .processing import MULTIPLE, dequantize, ms_ssim, psnr, quantize, to_model_input
+from .processing import MULTIPLE, dequantize, ms_ssim, quantize, to_model_input
 from .specs import MANIFEST, MAX_RANGE, SPECS, VALIDATION_SEED, phantom
 
 
@@ -249,8 +250,8 @@ def refit_output_layer(model: Codec, points: list[dict], images: list[np.ndarray
 
 
 def rate_digest(enc_sha: bytes, dec_sha: bytes, point: dict) -> bytes:
-    """The model hash written in every header (see ``edgeret.codec_io.rate_digest``)."""
-    from edgeret.codec_io import rate_digest as digest
+    """The model hash written in every header (see ``edgeret.codec.session.rate_digest``)."""
+    from edgeret.codec.session import rate_digest as digest
 
     return digest(enc_sha, dec_sha, point["gains"], point["inv_gains"], point["tables"])
 
@@ -258,7 +259,7 @@ def rate_digest(enc_sha: bytes, dec_sha: bytes, point: dict) -> bytes:
 @torch.no_grad()
 def measure(model: Codec, point: dict, r: int, images: list[np.ndarray], bit_depth: int = 8) -> dict:
     """Real bytes (entropy-coded with the tables) and quality on a few images, torch transform."""
-    from edgeret.entropy import encode_symbols
+    from edgeret.codec.ert.entropy import encode_symbols
 
     maxval = (1 << bit_depth) - 1
     bpps, ms, ps = [], [], []

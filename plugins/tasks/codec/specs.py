@@ -41,7 +41,7 @@ class Spec:
     # tools/bench_grading_after_codec.py: the lowest point the hub grades like the original
     default_rate: str | None = None
     # the highest rate point at which an oversampled image is coded at half resolution
-    # (edgeret.codec_scale); None: never. Set from tools/tune_half_scale.py on up-sampled phantoms and
+    # (edgeret.codec.scale); None: never. Set from tools/tune_half_scale.py on up-sampled phantoms and
     # photographs (never the benchmark's retina): the highest point whose half-scale stream beats the
     # full-scale curve at equal bits, below the top and the default point
     half_scale_through: str | None = None
@@ -76,11 +76,11 @@ def phantom(modality: str, seed: int, *, size: int | None = None, bit_depth: int
     """(image, mask of the interesting region) for one phantom; training takes good + usable."""
     quality = "usable" if seed % 4 == 3 else "good"
     if modality == "oct":
-        from edgeret.data.oct import generate_oct
+        from edgeret.build.data.oct import generate_oct
 
         s = generate_oct(seed, quality=quality, bit_depth=bit_depth)
         return s.image, s.retina_mask
-    from edgeret.data.fundus import generate_fundus
+    from edgeret.build.data.fundus import generate_fundus
 
     s = generate_fundus(seed, size=size or (1024 if seed % 3 == 2 else 512), quality=quality)
     return s.image, s.image.max(axis=2) > 10
@@ -113,7 +113,7 @@ NATURAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 
 def natural_photos(channels: int) -> list[np.ndarray]:
     """scikit-image's real colour photographs (8-bit), grey if ``channels`` is 1; no retina."""
-    from edgeret.training.natural import natural_images
+    from edgeret.build.training.natural import natural_images
 
     return natural_images(NATURAL_PHOTOS, gray=channels == 1, colour_only=True)
 

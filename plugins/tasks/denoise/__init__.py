@@ -10,7 +10,7 @@ neighbouring B-scans, `real_pairs.py`), with a 2×2 pixel-unshuffled body and a
 Gaussian-blur base (model.py).
 
 Runtime (no torch): `processing.py` + the ONNX models in `weights/` (dynamic
-height and width; large images go through `edgeret.tiling` in overlapping
+height and width; large images go through `edgeret.images.tiling` in overlapping
 tiles). Build host: `model.py`, `recipe.py` (training), `evaluation.py`
 (`edgeret eval`: PSNR/SSIM vs the autoencoder, OpenCV NLM and BM3D).
 """
@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgeret.hookspecs import hookimpl
 from edgeret.metrics import psnr
-from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
 
 from .processing import postprocess, preprocess
 
@@ -40,13 +40,13 @@ def _specs(channels: int, what: str) -> tuple[tuple[TensorSpec, ...], tuple[Tens
 
 
 def _calibration(n: int, seed: int):
-    from edgeret.data.fundus import calibration_images
+    from edgeret.build.data.fundus import calibration_images
 
     return calibration_images(n, seed)
 
 
 def _oct_calibration(n: int, seed: int):
-    from edgeret.data.oct import calibration_bscans
+    from edgeret.build.data.oct import calibration_bscans
 
     return calibration_bscans(n, seed)
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from edgeret.errors import EdgeretError
 from edgeret.metrics import psnr
-from edgeret.registrations import EvalRequest, TaskPlugin
-from edgeret.reporting import markdown_table, write_report
+from edgeret.plugin.registrations import EvalRequest, TaskPlugin
+from edgeret.reports import markdown_table, write_report
 
 from .processing import add_gaussian_noise, add_speckle, restore
 
@@ -51,7 +51,7 @@ def noisy_version(clean01: np.ndarray, seed: int, oct_: bool) -> np.ndarray:
 
 
 def onnx_method(path: Path, task: TaskPlugin, backend: str = "onnxruntime") -> Method:
-    from edgeret.host import Host
+    from edgeret.plugin.host import Host
 
     runner = Host().backend(backend).load(path, threads=None)
     from .processing import runner_fn
@@ -222,7 +222,7 @@ def default_methods(task: TaskPlugin, variants: list[str], models_dir: Path, bac
 
 
 def evaluate(request: EvalRequest, task: TaskPlugin, variants: list[str]) -> dict[str, Any]:
-    from edgeret.imageio import read_folder_8bit
+    from edgeret.images.read_write import read_folder_8bit
 
     from . import WEIGHTS_DIR
 

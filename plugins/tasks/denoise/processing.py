@@ -11,8 +11,8 @@ Input conventions (the same for every backend, training and the benchmark):
   InputError that points at `denoise`.
 * 16-bit images are scaled by 1/65535 and written back as 16-bit.
 * Smaller than MIN_SIDE pixels per side is an InputError, and so is more than
-  `edgeret.tiling.MAX_OUTPUT_PIXELS` (40 MP). Sizes between are
-  processed in overlapping tiles (`edgeret.tiling`) by `restore`; the plain
+  `edgeret.images.tiling.MAX_OUTPUT_PIXELS` (40 MP). Sizes between are
+  processed in overlapping tiles (`edgeret.images.tiling`) by `restore`; the plain
   `preprocess` (one whole-image pass, used by `edgeret run` without `-o`) refuses
   more than MAX_WHOLE_PIXELS and says to use the tiled path.
 """
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import InputError
-from edgeret.imageio import ARRAY
-from edgeret.registrations import TaskPlugin
-from edgeret.tiling import check_output_size, from_planes, pad_to_multiple, run_tiled, to_planes
+from edgeret.images.read_write import ARRAY
+from edgeret.images.tiling import check_output_size, from_planes, pad_to_multiple, run_tiled, to_planes
+from edgeret.plugin.registrations import TaskPlugin
 
 MIN_SIDE = 16
 MAX_WHOLE_PIXELS = 2048 * 2048

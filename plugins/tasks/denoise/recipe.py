@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeret.build.training.loop import FitConfig, fit
+from edgeret.build.training.natural import natural_images as load_natural
+from edgeret.build.training.shipping import ship
 from edgeret.errors import EdgeretError
-from edgeret.imageio import read_folder_8bit
-from edgeret.registrations import TaskPlugin, TrainRequest
-from edgeret.training.loop import FitConfig, fit
-from edgeret.training.natural import natural_images as load_natural
-from edgeret.training.shipping import ship
+from edgeret.images.read_write import read_folder_8bit
+from edgeret.plugin.registrations import TaskPlugin, TrainRequest
 
 from .model import OCT_ARCH, VARIANTS, build, build_oct
 from .processing import GREEN_WEIGHTS

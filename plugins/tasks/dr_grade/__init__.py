@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgeret.hookspecs import hookimpl
-from edgeret.lazy import lazy
-from edgeret.registrations import TaskPlugin, TensorSpec
-from edgeret.task_inputs import QUALITY_LABELS
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.lazy import lazy
+from edgeret.plugin.registrations import TaskPlugin, TensorSpec
+from edgeret.runtime.task_inputs import QUALITY_LABELS
 
 from .processing import DR_LABELS, INPUT_SIZE, postprocess, preprocess
 
@@ -43,7 +43,7 @@ def task_plugin() -> TaskPlugin:
         default_model=WEIGHTS_DIR / "dr_grade.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
         default_weights=WEIGHTS_DIR / "real-mix.pt",
-        calibration=lazy("edgeret.data.fundus", "calibration_images"),
+        calibration=lazy("edgeret.build.data.fundus", "calibration_images"),
         train=lazy(f"{__name__}.recipe", "train"),
         evaluate=lazy(f"{__name__}.recipe", "evaluate"),
     )

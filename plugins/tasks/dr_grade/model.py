@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeret.task_inputs import QUALITY_LABELS
-from edgeret.training.blocks import ResNetLite, conv_bn_act, global_pool
+from edgeret.build.training.blocks import ResNetLite, conv_bn_act, global_pool
+from edgeret.runtime.task_inputs import QUALITY_LABELS
 
 from .processing import DR_LABELS
 

@@ -12,8 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgeret.registrations import TaskPlugin
-from edgeret.task_inputs import POOR, QUALITY_LABELS, fundus_nchw
+from edgeret.plugin.registrations import TaskPlugin
+from edgeret.runtime.task_inputs import POOR, QUALITY_LABELS, fundus_nchw
 
 DR_LABELS = ("no DR", "mild NPDR", "moderate NPDR", "severe NPDR", "proliferative DR")
 REFERABLE_FROM = 2  # ICDR: moderate NPDR or worse is referable

@@ -1,7 +1,7 @@
 """dr-grade trained and judged on real photographs (build host only; imports torch).
 
 `edgeret train dr-grade --data REAL [--data MORE ...] [--folds K]` runs this recipe whenever more
-than one folder or ``--folds`` is given (labels: ``edgeret.training.real_fundus``).
+than one folder or ``--folds`` is given (labels: ``edgeret.build.training.real_fundus``).
 
 Real DR labels are coarse: 0, NPDR (ICDR 1-3) or PDR (ICDR 4). The five-class ICDR head learns
 from them by the likelihood of the coarse class (p(NPDR) = p1 + p2 + p3, p(PDR) = p4); phantoms,
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeret.reporting import markdown_table, write_report
-from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
-from edgeret.training.real_batches import DEGRADED, binary_quality_loss, draw
-from edgeret.training.real_fit import run_epoch, ship_real
-from edgeret.training.real_fundus import FundusSet, load_fundus_sets
+from edgeret.build.training.folds import group_folds, mean_spread, rate, scored_epochs
+from edgeret.build.training.real_batches import DEGRADED, binary_quality_loss, draw
+from edgeret.build.training.real_fit import run_epoch, ship_real
+from edgeret.build.training.real_fundus import FundusSet, load_fundus_sets
+from edgeret.reports import markdown_table, write_report
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import DRGradeNet, Probabilities
@@ -238,7 +238,7 @@ def train(request) -> Path:
 def evaluate_real(request) -> dict[str, Any]:
     """`edgeret eval dr-grade --data REAL`: the shipped runtime's answers on real photographs
     (retake counts as referred)."""
-    from edgeret.training.real_eval import report, run_on_folder
+    from edgeret.build.training.real_eval import report, run_on_folder
 
     from .processing import RETAKE
 

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from edgeret import metrics
+from edgeret.build.reporting import confusion_png
+from edgeret.build.training.arrays import load_arrays
+from edgeret.build.training.loop import FitConfig, fit
+from edgeret.build.training.shipping import ship
 from edgeret.errors import EdgeretError
-from edgeret.registrations import EvalRequest, TrainRequest
-from edgeret.reporting import confusion_png, markdown_table, write_report
-from edgeret.task_inputs import POOR, quality_code
-from edgeret.training.arrays import load_arrays
-from edgeret.training.loop import FitConfig, fit
-from edgeret.training.shipping import ship
+from edgeret.plugin.registrations import EvalRequest, TrainRequest
+from edgeret.reports import markdown_table, write_report
+from edgeret.runtime.task_inputs import POOR, quality_code
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import DRGradeNet, Probabilities, load_net
@@ -117,7 +118,7 @@ def _kappa(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
-    from edgeret.data.datasets import is_real_layout
+    from edgeret.build.data.datasets import is_real_layout
 
     if is_real_layout(request.data_dir):
         from .real_recipe import evaluate_real

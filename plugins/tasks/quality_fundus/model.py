@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeret.training.blocks import ResNetLite, global_pool
+from edgeret.build.training.blocks import ResNetLite, global_pool
 
 from .processing import LABELS
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.registrations import TaskPlugin
-from edgeret.task_inputs import POOR, QUALITY_LABELS, fundus_nchw, quality_code
+from edgeret.plugin.registrations import TaskPlugin
+from edgeret.runtime.task_inputs import POOR, QUALITY_LABELS, fundus_nchw, quality_code
 
 LABELS = QUALITY_LABELS
 INPUT_SIZE = 256

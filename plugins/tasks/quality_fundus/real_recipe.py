@@ -1,9 +1,9 @@
 """quality-fundus trained and judged on real photographs (build host only; imports torch).
 
 `edgeret train quality-fundus --data REAL [--data MORE ...] [--folds K]` runs this recipe whenever
-more than one folder or ``--folds`` is given. Labels (``edgeret.training.real_fundus``): DRIMDB good
+more than one folder or ``--folds`` is given. Labels (``edgeret.build.training.real_fundus``): DRIMDB good
 -> gradable, bad and outlier -> poor; clinical photographs with a DR/DME grade -> weakly gradable;
-phantoms as labelled. Real photographs degraded the way cameras fail (``edgeret.training.degrade``)
+phantoms as labelled. Real photographs degraded the way cameras fail (``edgeret.build.training.degrade``)
 are poor.
 
 Real labels say gradable or not, never good vs usable, so the loss is binary on the model's three
@@ -11,9 +11,9 @@ outputs: -log p(poor) for poor, -log(p(good) + p(usable)) for gradable. Training
 phantom-trained weights, whose good/usable split (and phantom accuracy) it keeps where the real data
 is silent. Each batch draws from four pools at stated shares (SHARES): labelled real photographs,
 weakly labelled clinical ones (loss weight WEAK_WEIGHT: some are dark or hazy), degraded real ones,
-and phantoms (when a phantom folder is given). Augmentation: ``edgeret.training.real_batches``.
+and phantoms (when a phantom folder is given). Augmentation: ``edgeret.build.training.real_batches``.
 
-With ``--folds K``: patient-level folds (``edgeret.training.folds``); each fold's model is scored on
+With ``--folds K``: patient-level folds (``edgeret.build.training.folds``); each fold's model is scored on
 its held-out patients at EVAL_EPOCHS; the epoch count and the threshold on p(poor) are chosen by
 rules fixed here (best mean of the three real figures over pooled out-of-fold predictions; for each
 fold's reported figure the threshold is chosen on the *other* folds' predictions), so no figure is
@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 import torch
 
-from edgeret.reporting import markdown_table, write_report
-from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
-from edgeret.training.real_batches import DEGRADED, binary_quality_loss, draw
-from edgeret.training.real_fit import run_epoch, ship_real
-from edgeret.training.real_fundus import FundusSet, load_fundus_sets
+from edgeret.build.training.folds import group_folds, mean_spread, rate, scored_epochs
+from edgeret.build.training.real_batches import DEGRADED, binary_quality_loss, draw
+from edgeret.build.training.real_fit import run_epoch, ship_real
+from edgeret.build.training.real_fundus import FundusSet, load_fundus_sets
+from edgeret.reports import markdown_table, write_report
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import FundusQualityNet, ProbabilitiesOnly
@@ -200,8 +200,8 @@ def train(request) -> Path:
 
 def evaluate_real(request) -> dict[str, Any]:
     """`edgeret eval quality-fundus --data REAL`: the shipped runtime's decisions on real photographs."""
-    from edgeret.training.real_eval import report, run_on_folder
-    from edgeret.training.real_fundus import quality_labels
+    from edgeret.build.training.real_eval import report, run_on_folder
+    from edgeret.build.training.real_fundus import quality_labels
 
     task = task_plugin()
     good, bad, clinical = [], [], []

@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from edgeret import metrics
+from edgeret.build.reporting import confusion_png
+from edgeret.build.training.arrays import load_arrays
+from edgeret.build.training.loop import FitConfig, fit
+from edgeret.build.training.shipping import onnx_outputs, ship, torch_outputs
 from edgeret.errors import EdgeretError
-from edgeret.registrations import EvalRequest, TrainRequest
-from edgeret.reporting import confusion_png, markdown_table, write_report
-from edgeret.training.arrays import load_arrays
-from edgeret.training.loop import FitConfig, fit
-from edgeret.training.shipping import onnx_outputs, ship, torch_outputs
+from edgeret.plugin.registrations import EvalRequest, TrainRequest
+from edgeret.reports import markdown_table, write_report
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import FundusQualityNet, ProbabilitiesOnly
@@ -182,7 +183,7 @@ def _operating_text(results: dict[str, Any]) -> str:
 
 
 def evaluate(request: EvalRequest) -> dict[str, Any]:
-    from edgeret.data.datasets import is_real_layout
+    from edgeret.build.data.datasets import is_real_layout
 
     if is_real_layout(request.data_dir):
         from .real_recipe import evaluate_real

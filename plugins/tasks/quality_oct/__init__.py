@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgeret.hookspecs import hookimpl
-from edgeret.lazy import lazy
 from edgeret.metrics import accuracy
-from edgeret.registrations import TaskPlugin, TensorSpec
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.lazy import lazy
+from edgeret.plugin.registrations import TaskPlugin, TensorSpec
 
 from .processing import INPUT_SIZE, LABELS, SUBLABELS, grades, postprocess, preprocess
 
@@ -47,7 +47,7 @@ def task_plugin() -> TaskPlugin:
         default_model=WEIGHTS_DIR / "quality_oct.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
         default_weights=WEIGHTS_DIR / "real-mix.pt",
-        calibration=lazy("edgeret.data.oct", "calibration_bscans"),
+        calibration=lazy("edgeret.build.data.oct", "calibration_bscans"),
         train=lazy(f"{__name__}.recipe", "train"),
         evaluate=lazy(f"{__name__}.recipe", "evaluate"),
     )

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeret.training.blocks import CBAM, ResNetLite, conv_bn_act, global_pool
+from edgeret.build.training.blocks import CBAM, ResNetLite, conv_bn_act, global_pool
 
 from .processing import LABELS, SUBLABELS
 

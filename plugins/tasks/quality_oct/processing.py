@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 
 from edgeret.errors import EdgeretError, InputError
-from edgeret.grey_exports import as_grey
-from edgeret.imageio import ARRAY
-from edgeret.preprocess import preprocess_oct
-from edgeret.registrations import TaskPlugin
+from edgeret.images.grey_exports import as_grey
+from edgeret.images.preprocess import preprocess_oct
+from edgeret.images.read_write import ARRAY
+from edgeret.plugin.registrations import TaskPlugin
 
-# Same order as edgeret.data.oct (GRADES, LABEL_NAMES); not imported from there so
+# Same order as edgeret.build.data.oct (GRADES, LABEL_NAMES); not imported from there so
 # the runtime never loads the phantom generator.
 LABELS = ("good", "usable", "poor")
 SUBLABELS = ("noise", "deficiency", "blur", "slight_deficiency")

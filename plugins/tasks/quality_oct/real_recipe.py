@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeret.data.datasets import is_real_layout, load_dataset
-from edgeret.imageio import read_image
-from edgeret.preprocess import preprocess_oct
-from edgeret.reporting import markdown_table, write_report
-from edgeret.training.folds import group_folds, mean_spread, rate, scored_epochs
-from edgeret.training.real_batches import binary_quality_loss
-from edgeret.training.real_fit import run_epoch, ship_real
+from edgeret.build.data.datasets import is_real_layout, load_dataset
+from edgeret.build.training.folds import group_folds, mean_spread, rate, scored_epochs
+from edgeret.build.training.real_batches import binary_quality_loss
+from edgeret.build.training.real_fit import run_epoch, ship_real
+from edgeret.images.preprocess import preprocess_oct
+from edgeret.images.read_write import read_image
+from edgeret.reports import markdown_table, write_report
 
 from . import WEIGHTS_DIR, task_plugin
 from .model import DSFFNet, RuntimeOutputs, build
@@ -302,10 +302,10 @@ def train(request) -> Path:
 def evaluate_real(request) -> dict[str, Any]:
     """`edgeret eval quality-oct --data REAL`: how many real clinical B-scans the shipped runtime
     refuses (unreadable) and judges gradable."""
+    from edgeret.build.training.real_eval import report
     from edgeret.errors import InputError
-    from edgeret.host import get_host
-    from edgeret.inference import TaskSession
-    from edgeret.training.real_eval import report
+    from edgeret.plugin.host import get_host
+    from edgeret.runtime.task_session import TaskSession
 
     task = task_plugin()
     model = (Path(request.models_dir) / "quality_oct.onnx") if request.models_dir else None

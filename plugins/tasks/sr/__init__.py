@@ -7,7 +7,7 @@ ESPCN is the learned baseline, bicubic the classical one.
 
 Runtime (no torch): `processing.py` + `weights/sr_x2.onnx` (the default) and
 `weights/sr_x4.onnx` (dynamic height and width; large images go through
-`edgeret.tiling`). The models output sub-pixel planes; `processing` does the
+`edgeret.images.tiling`). The models output sub-pixel planes; `processing` does the
 final pixel shuffle. Build host: `model.py`, `recipe.py`, `evaluation.py`.
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgeret.hookspecs import hookimpl
 from edgeret.metrics import psnr
-from edgeret.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
+from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
 
 from .processing import SCALES, postprocess, preprocess
 
@@ -54,7 +54,7 @@ def _factory():
 
 
 def _calibration(n: int, seed: int):
-    from edgeret.data.fundus import calibration_images
+    from edgeret.build.data.fundus import calibration_images
 
     return calibration_images(n, seed)
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.devices.vendor_telemetry import quiet_import
 from edgeret.errors import EdgeretError
 from edgeret.metrics import psnr
-from edgeret.registrations import EvalRequest, TaskPlugin
-from edgeret.reporting import markdown_table, write_report
-from edgeret.vendor_telemetry import quiet_import
+from edgeret.plugin.registrations import EvalRequest, TaskPlugin
+from edgeret.reports import markdown_table, write_report
 
 from .processing import bicubic, degrade, planes_to_image, runner_fn, upscale
 
@@ -44,7 +44,7 @@ def low_res(hr_u8: np.ndarray, scale: int) -> np.ndarray:
 
 
 def onnx_method(path: Path, task: TaskPlugin, scale: int, backend: str = "onnxruntime") -> Method:
-    from edgeret.host import Host
+    from edgeret.plugin.host import Host
 
     runner = Host().backend(backend).load(path, threads=None)
     fn = runner_fn(runner, task)
@@ -138,7 +138,7 @@ def measure_fps(models: dict[str, Path], size: int = 512, backends: tuple[str, .
     (uint8 H×W×3 in, uint8 out: conversion, model, shuffle + conversion)."""
     import cv2
 
-    from edgeret.host import Host
+    from edgeret.plugin.host import Host
 
     host = Host()
     rng = np.random.default_rng(0)
@@ -226,7 +226,7 @@ def report_markdown(title: str, summary: list[dict]) -> str:
 
 
 def evaluate(request: EvalRequest, task: TaskPlugin) -> dict[str, Any]:
-    from edgeret.imageio import read_folder_8bit
+    from edgeret.images.read_write import read_folder_8bit
 
     from . import WEIGHTS_DIR
 

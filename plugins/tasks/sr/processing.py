@@ -7,7 +7,7 @@ Input conventions (every backend, training and the benchmark):
   RGBA files lose alpha when read; 2 or 4+ channels, float or signed pixels
   are an InputError. 16-bit is scaled by 1/65535 and written back as 16-bit.
 * Smaller than MIN_SIDE pixels per side is an InputError, and so is a result
-  of more than `edgeret.tiling.MAX_OUTPUT_PIXELS` (40 MP). Larger images are
+  of more than `edgeret.images.tiling.MAX_OUTPUT_PIXELS` (40 MP). Larger images are
   processed in overlapping tiles by `upscale`; the plain `preprocess` (one
   pass, `edgeret run sr` without `-o`) refuses more than MAX_WHOLE_PIXELS.
 
@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from edgeret.errors import InputError
-from edgeret.imageio import ARRAY
-from edgeret.registrations import TaskPlugin
-from edgeret.tiling import check_output_size, from_planes, run_tiled, to_planes
+from edgeret.images.read_write import ARRAY
+from edgeret.images.tiling import check_output_size, from_planes, run_tiled, to_planes
+from edgeret.plugin.registrations import TaskPlugin
 
 SCALES = (2, 4)
 MIN_SIDE = 8

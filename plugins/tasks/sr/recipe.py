@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from edgeret.build.training.loop import FitConfig, fit
+from edgeret.build.training.shipping import ship
 from edgeret.errors import EdgeretError
-from edgeret.registrations import TaskPlugin, TrainRequest
-from edgeret.training.loop import FitConfig, fit
-from edgeret.training.shipping import ship
+from edgeret.plugin.registrations import TaskPlugin, TrainRequest
 from edgeret_plugins.tasks.denoise.recipe import export_image_model, folder_images, natural_images
 
 from .model import VARIANTS, LapSRN, build, runtime, to_image

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edgeret import hookimpl
-from edgeret.registrations import TaskPlugin, TensorSpec
+from edgeret.plugin.registrations import TaskPlugin, TensorSpec
 
 SIZE = 64
 

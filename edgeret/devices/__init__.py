@@ -1,0 +1,1 @@
+"""Device profiles (YAML data) and the choice of backend that runs a task on a device."""

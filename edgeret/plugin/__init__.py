@@ -1,0 +1,1 @@
+"""The plugin host: hook specifications, typed registration objects, the pluggy host that loads them."""
