@@ -280,4 +280,10 @@ def edgeret_exporters() -> Iterable[ExporterPlugin]:
         precisions=("fp32", "fp16", "int8"),
         description="torch -> LiteRT .tflite via litert-torch (fp16 weights; full-integer int8 via PT2E)",
         export=export_litert,
+        targets=("litert",),
+        suffix=".tflite",
+        # PT2E covers conv/linear/add/pool; a task with attention (sigmoid, mul) keeps those ops float
+        # and the manifest lists them (edgeret.float_ops)
+        options={"require_full_integer": False},
+        read_metadata=read_tflite_metadata,
     )

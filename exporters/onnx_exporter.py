@@ -11,6 +11,14 @@ from edgeret.plugin.hookspecs import hookimpl
 from edgeret.plugin.registrations import ExporterPlugin
 
 OPSET = 17
+ONNX_TARGETS = ("onnxruntime", "cuda")  # the backends that run a plain ONNX file
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata_props stored in an ONNX file (what the exporter recorded: precision, quantization)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def export_onnx(
@@ -61,4 +69,7 @@ def edgeret_exporters() -> Iterable[ExporterPlugin]:
         precisions=("fp32",),
         description="torch -> ONNX opset 17 with metadata_props",
         export=export_onnx,
+        targets=ONNX_TARGETS,
+        suffix=".onnx",
+        read_metadata=read_onnx_metadata,
     )

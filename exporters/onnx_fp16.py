@@ -19,6 +19,7 @@ from typing import Any
 from edgeret.errors import EdgeretError
 from edgeret.plugin.hookspecs import hookimpl
 from edgeret.plugin.registrations import ExporterPlugin
+from edgeret_exporters.onnx_exporter import ONNX_TARGETS, read_onnx_metadata
 
 # Ops left in fp32 by default: numerically fragile reductions where fp16
 # overflows/underflows easily (exp of large logits, sums of squares).
@@ -124,4 +125,7 @@ def edgeret_exporters() -> Iterable[ExporterPlugin]:
         precisions=("fp16",),
         description="torch -> ONNX with fp16 weights and compute, float32 inputs/outputs",
         export=export_onnx_fp16,
+        targets=ONNX_TARGETS,
+        suffix=".onnx",
+        read_metadata=read_onnx_metadata,
     )

@@ -29,6 +29,7 @@ import numpy as np
 from edgeret.errors import EdgeretError
 from edgeret.plugin.hookspecs import hookimpl
 from edgeret.plugin.registrations import ExporterPlugin
+from edgeret_exporters.onnx_exporter import ONNX_TARGETS, read_onnx_metadata
 
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 
@@ -283,4 +284,7 @@ def edgeret_exporters() -> Iterable[ExporterPlugin]:
         precisions=("int8",),
         description="torch -> ONNX static INT8 (ONNX Runtime QDQ, per-channel weights, calibrated)",
         export=export_onnx_int8,
+        targets=ONNX_TARGETS,
+        suffix=".onnx",
+        read_metadata=read_onnx_metadata,
     )

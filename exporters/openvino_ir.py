@@ -28,6 +28,7 @@ from edgeret.devices.vendor_telemetry import quiet_import, telemetry_declined
 from edgeret.errors import EdgeretError
 from edgeret.plugin.hookspecs import hookimpl
 from edgeret.plugin.registrations import ExporterPlugin
+from edgeret_exporters.onnx_exporter import read_onnx_metadata
 
 RT_INFO_ROOT = "edgeret"
 
@@ -46,12 +47,6 @@ def _ignored_scope(spec: Any) -> Any:
     if isinstance(spec, str):
         spec = [spec]
     return nncf.IgnoredScope(names=list(spec))
-
-
-def _onnx_metadata(path: Path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def read_openvino_metadata(xml_path: str | Path) -> dict[str, str]:
@@ -127,7 +122,8 @@ def onnx_to_openvino(
             model = ov.convert_model(str(onnx_path))
     except Exception as exc:
         raise EdgeretError(f"{onnx_path}: openvino cannot convert this ONNX model ({exc})") from None
-    info: dict[str, Any] = {**_onnx_metadata(onnx_path), **(metadata or {}), "edgeret.precision": precision}
+    info: dict[str, Any] = {**read_onnx_metadata(onnx_path), **(metadata or {}),
+                            "edgeret.precision": precision}
 
     if precision == "int8":
         model, extra = _quantize_nncf(
@@ -235,4 +231,7 @@ def edgeret_exporters() -> Iterable[ExporterPlugin]:
         precisions=("fp32", "fp16", "int8"),
         description="torch -> ONNX -> OpenVINO IR (fp16 weights; int8 via NNCF PTQ) with rt_info metadata",
         export=export_openvino,
+        targets=("openvino",),
+        suffix=".xml",
+        read_metadata=read_openvino_metadata,
     )

@@ -41,6 +41,7 @@ from typing import Any
 from edgeret.errors import EdgeretError
 from edgeret.plugin.hookspecs import hookimpl
 from edgeret.plugin.registrations import ExporterPlugin
+from edgeret_exporters.onnx_exporter import read_onnx_metadata
 from edgeret_exporters.tensorrt_cache import (  # re-exported: the device side imports them from here
     ENVIRONMENT_FIELDS,
     PRECISIONS,
@@ -301,8 +302,11 @@ def export_tensorrt(
 def edgeret_exporters() -> Iterable[ExporterPlugin]:
     yield ExporterPlugin(
         name="tensorrt",
-        format="tensorrt",
+        format="onnx",  # the bundle holds the ONNX + a build spec; the engine is built on the device
         precisions=PRECISIONS,
         description="ONNX (fp32, or INT8 QDQ) + build spec; the engine is built and cached on the Jetson",
         export=export_tensorrt,
+        targets=("tensorrt",),
+        suffix=".onnx",
+        read_metadata=read_onnx_metadata,
     )

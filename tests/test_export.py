@@ -20,6 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from inprocess_cli import cli, error_line
@@ -35,6 +36,7 @@ from edgeret.bundle.manifest import (
 )
 
 TASK = "quality-oct"
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--tasks", TASK, "--heldout", "24", "--calib-size", "16", "--golden", "4", "--threads", "1"]
 DEVICES = {
     "x86-cpu": ["--precision", "int8"],  # + --calib: 16 user-written B-scans (the fixture writes them)
@@ -85,30 +87,32 @@ def copy_bundle(bundles, device: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("device", list(DEVICES))
 def test_export_writes_a_complete_bundle(bundles, device):
     path, stdout = bundles[device]
-    manifest = load_manifest(path)
+    manifest = load_manifest(path)  # typed: edgeret.bundle.schema.BundleManifest
+    schema = json.loads((ROOT / "docs" / "bundle-manifest.schema.json").read_text())
+    jsonschema.validate(manifest.raw, schema)  # what we publish is what we write
     fmt, precision, target, gated_on = EXPECTED[device]
-    entry = manifest["tasks"][TASK]
-    assert (entry["format"], entry["precision"], entry["target_backend"], entry["gate_backend"]) == (
+    entry = manifest.tasks[TASK]
+    assert (entry.format, entry.precision, entry.target_backend, entry.gate_backend) == (
         fmt, precision, target, gated_on)
-    assert manifest["device"]["name"] == ("jetson-orin-nano" if device == "jetson" else device)
-    assert manifest["toolchain"]["torch"] and manifest["toolchain"]["onnxruntime"]
-    assert entry["inputs"][0]["name"] == "bscan" and entry["inputs"][0]["shape"] == ["batch", 1, 160, 256]
-    assert [o["name"] for o in entry["outputs"]] == ["grade_probs", "sublabel_probs"]
-    assert entry["labels"] == ["good", "usable", "poor"]
-    assert entry["preprocessing"]["function"].endswith("processing.preprocess")
+    assert manifest.device.name == ("jetson-orin-nano" if device == "jetson" else device)
+    assert manifest.toolchain["torch"] and manifest.toolchain["onnxruntime"]
+    assert entry.inputs[0].name == "bscan" and entry.inputs[0].shape == ("batch", 1, 160, 256)
+    assert [o.name for o in entry.outputs] == ["grade_probs", "sublabel_probs"]
+    assert entry.labels == ("good", "usable", "poor")
+    assert entry.preprocessing.function.endswith("processing.preprocess")
     # every file hashed, and the hashes are right
-    for rel, info in manifest["files"].items():
-        assert sha256_file(path / rel) == info["sha256"], rel
-    assert set(entry["files"]) | {entry["golden"]["file"]} <= set(manifest["files"])
+    for rel, info in manifest.files.items():
+        assert sha256_file(path / rel) == info.sha256, rel
+    assert set(entry.files) | {entry.golden.file} <= set(manifest.files)
     # the gate: the task's own metric on a held-out set, within the allowance
-    gate = entry["gate"]
-    assert gate["metric"] == "accuracy" and gate["n"] == 24 and gate["passed"]
-    assert gate["drop"] <= gate["allowed_drop"] == 0.5
-    assert gate["attempts"][-1]["precision"] == precision
+    gate = entry.gate
+    assert gate.metric == "accuracy" and gate.n == 24 and gate.passed
+    assert gate.drop <= gate.allowed_drop == 0.5
+    assert gate.attempts[-1]["precision"] == precision
     if precision == "int8":
-        assert entry["calibration"]["size"] == 16 and len(entry["calibration"]["sha256"]) == 64
-    golden = load_golden(path / entry["golden"]["file"])
-    assert len(golden["input"]["bscan"]) == entry["golden"]["pairs"] == 4
+        assert entry.calibration["size"] == 16 and len(entry.calibration["sha256"]) == 64
+    golden = load_golden(path / entry.golden.file)
+    assert len(golden["input"]["bscan"]) == entry.golden.pairs == 4
     assert set(golden["reference"]) == {"grade_probs", "sublabel_probs"}
     # summary table and the next command
     assert TASK in stdout and "pass" in stdout
@@ -129,7 +133,7 @@ def test_artifacts_are_what_the_manifest_says(bundles):
     pi = bundles["raspberry-pi-5"][0] / TASK / "model.tflite"
     assert read_tflite_metadata(pi)["edgeret.device"] == "raspberry-pi-5"
     jetson = bundles["jetson"][0]
-    entry = load_manifest(jetson)["tasks"][TASK]
+    entry = load_manifest(jetson).raw["tasks"][TASK]
     spec = json.loads((jetson / entry["tensorrt"]["build_spec"]).read_text())
     assert spec["precision"] == "fp16" and spec["onnx_sha256"] == sha256_file(jetson / entry["artifact"])
     assert "ONNX Runtime" in entry["gate"]["note"] and "fp16" in entry["gate"]["note"]
@@ -190,8 +194,8 @@ def test_missing_and_unlisted_files_are_caught(bundles, tmp_path):
     ("{not json", "not valid JSON"),
     ('{"schema": "edgeret-bundle", "schema_version": 99}', "schema_version 99"),
     ('{"schema": "something-else"}', "not an edgeret bundle manifest"),
-    ("drop-task-key", "missing golden"),
-    ("bad-tolerance", "malformed"),
+    ("drop-task-key", f"tasks.{TASK}.golden: missing"),
+    ("bad-tolerance", f"tasks.{TASK}.golden.tolerance.atol: expected a number, got 'loose'"),
     (None, "manifest missing"),
 ])
 def test_bad_manifest_is_a_one_line_error(bundles, tmp_path, damage, expected):
@@ -301,10 +305,10 @@ def test_bench_compare_reports_int8_speedup_and_metric(bundles, tmp_path):
 
 
 def test_export_with_user_calibration_images(bundles):
-    calibration = load_manifest(bundles["x86-cpu"][0])["tasks"][TASK]["calibration"]
+    calibration = load_manifest(bundles["x86-cpu"][0]).raw["tasks"][TASK]["calibration"]
     assert calibration["size"] == 16 and "user images from" in calibration["source"]
     assert "my-scans" in calibration["source"]
-    generated = load_manifest(bundles["intel-x86"][0])["tasks"][TASK]["calibration"]
+    generated = load_manifest(bundles["intel-x86"][0]).raw["tasks"][TASK]["calibration"]
     assert "calibration sampler" in generated["source"] and generated["sha256"] != calibration["sha256"]
 
 
@@ -330,7 +334,7 @@ def test_gate_falls_back_along_the_profile(tmp_path, monkeypatch):
     out = tmp_path / "b"
     code, stdout, err = cli("export", "--device", "x86-cpu", *SMALL, "--precision", "int8", "-o", str(out))
     assert code == 0, err
-    entry = load_manifest(out)["tasks"][TASK]
+    entry = load_manifest(out).raw["tasks"][TASK]
     assert entry["precision"] == "fp32" and entry["calibration"] is None
     assert [(a["precision"], a["passed"]) for a in entry["gate"]["attempts"]] == [("int8", False),
                                                                                  ("fp32", True)]

@@ -45,8 +45,7 @@ def _scans(n: int = 2) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("device", list(DEVICES))
 def test_exported_encoder_streams_decode_exactly_at_the_hub(bundles, device):
-    manifest = load_manifest(bundles[device])
-    entry = manifest["tasks"]["codec-encoder"]
+    entry = load_manifest(bundles[device]).raw["tasks"]["codec-encoder"]
     assert entry["precision"] == "int8", entry["precision"]
     gate = entry["gate"]
     assert gate["metric"] == "round_trip_psnr" and gate["passed"] and gate["drop"] <= 0.2
@@ -77,13 +76,13 @@ def test_the_finest_latents_layer_stays_float_where_the_exporter_can(bundles):
     ignored scope on OpenVINO (its weights are the one conv left fp16 in the IR); LiteRT says it cannot."""
     from edgeret_exporters.openvino_ir import openvino_op_types
 
-    ort = load_manifest(bundles["x86-cpu"])["tasks"]["codec-encoder"]
+    ort = load_manifest(bundles["x86-cpu"]).raw["tasks"]["codec-encoder"]
     assert "/encoder/l3/Conv" in ort["exporter_options"]["nodes_to_exclude"]
-    ov = load_manifest(bundles["intel-x86"])["tasks"]["codec-encoder"]
+    ov = load_manifest(bundles["intel-x86"]).raw["tasks"]["codec-encoder"]
     assert ov["exporter_options"]["ignored_scope"] == {"patterns": ["/encoder/l3/.*"]}
     ops = openvino_op_types(bundles["intel-x86"] / ov["artifact"])
     assert ops["Convolution"] == 6 and ops["Constant:i8"] == 5, ops
-    pi = load_manifest(bundles["raspberry-pi-5"])["tasks"]["codec-encoder"]
+    pi = load_manifest(bundles["raspberry-pi-5"]).raw["tasks"]["codec-encoder"]
     assert any("encoder.l3 quantized too" in note for note in pi["gate"]["notes"]), pi["gate"]["notes"]
 
 
@@ -91,7 +90,7 @@ def test_exported_decoder_bundle_verifies_and_gates_on_the_round_trip(bundles):
     code, out, err = cli("verify", str(bundles["x86-cpu"]))
     assert code == 0, err
     assert "codec-decoder" in out and "codec-encoder" in out
-    gate = load_manifest(bundles["x86-cpu"])["tasks"]["codec-decoder"]["gate"]
+    gate = load_manifest(bundles["x86-cpu"]).raw["tasks"]["codec-decoder"]["gate"]
     assert gate["metric"] == "round_trip_psnr" and gate["passed"]
     assert gate["fp32"] > 20.0  # a real reconstruction, not noise
 
@@ -144,7 +143,7 @@ def test_bundle_encoder_refuses_other_sizes_and_tampered_bundles(bundles, tmp_pa
     assert code == 2 and "runs 512x512 images only" in err and not (tmp_path / "big.ert").exists()
     copy = tmp_path / "bundle"
     shutil.copytree(bundles["x86-cpu"], copy)
-    artifact = copy / load_manifest(copy)["tasks"]["codec-encoder"]["artifact"]
+    artifact = copy / load_manifest(copy).raw["tasks"]["codec-encoder"]["artifact"]
     artifact.write_bytes(artifact.read_bytes()[:-8] + b"\0" * 8)
     write_image(tmp_path / "scan.png", _scans(1)[0])
     code, _, err = cli("encode", str(tmp_path / "scan.png"), "-o", str(tmp_path / "x.ert"),

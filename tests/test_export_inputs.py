@@ -164,7 +164,7 @@ def test_image_to_image_task_exports_with_a_psnr_gate(tmp_path):
     request = ExportRequest(device="tiny-cam", tasks=["tiny-restore"], heldout=6, calib_size=8, golden=2,
                             out=tmp_path / "b", threads=1, progress=False, devices_dirs=[devices])
     result = export_bundle(host, request, log=lambda line: None)
-    entry = result.manifest["tasks"]["tiny-restore"]
+    entry = result.manifest.raw["tasks"]["tiny-restore"]
     gate = entry["gate"]
     assert entry["precision"] == "int8" and gate["kind"] == "image" and gate["metric"] == "psnr"
     assert gate["unit"] == "dB" and gate["allowed_drop"] == 0.2 and gate["passed"]

@@ -93,7 +93,12 @@ def test_exporters_and_backends_are_registered():
     assert exporters["openvino-ir"].precisions == ("fp32", "fp16", "int8")
     assert exporters["litert"].format == "tflite"
     assert exporters["litert"].precisions == ("fp32", "fp16", "int8")
-    assert exporters["tensorrt"].format == "tensorrt"
+    assert exporters["tensorrt"].format == "onnx"  # ONNX + a build spec; the engine is built on the device
+    # the format table lives in the exporters: which backends each one writes for, and its file suffix
+    assert {n: (e.targets, e.suffix) for n, e in exporters.items()} == {
+        "onnx": (("onnxruntime", "cuda"), ".onnx"), "onnx-fp16": (("onnxruntime", "cuda"), ".onnx"),
+        "onnx-int8": (("onnxruntime", "cuda"), ".onnx"), "openvino-ir": (("openvino",), ".xml"),
+        "litert": (("litert",), ".tflite"), "tensorrt": (("tensorrt",), ".onnx")}
     backends = host.backends()
     assert backends["litert"].formats == ("tflite",)
     assert backends["cuda"].formats == ("onnx",) and backends["tensorrt"].formats == ("tensorrt",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -27,7 +28,7 @@ def test_installed_plugin_is_listed_with_its_distribution(installed_plugin):
     data = run_cli_json("plugins")
     plugin = {p["name"]: p for p in data["plugins"]}["exposure"]
     assert plugin["distribution"] == "edgeret-example-plugin"
-    assert plugin["version"] == "0.3.0"
+    assert plugin["version"] == "0.4.0"
     assert plugin["registers"] == {"task": ["exposure-check"]}
 
 
@@ -86,3 +87,22 @@ def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path
     assert record["device_quality"] == {"task": None}
     bad = run_cli("serve", "--store", str(tmp_path / "x"), "--port", "0", "--grade", "oct=no-such-task")
     assert bad.returncode == 2 and "no-such-task" in bad.stderr
+
+
+def test_a_third_party_exporter_backend_and_device_make_a_verified_bundle(installed_plugin, tmp_path):
+    """A new artifact format needs no edit of the core: the example plugin's exporter targets its own
+    backend, the backend loads its format, its device profile names the backend."""
+    out = tmp_path / "bundle"
+    proc = run_cli("export", "--device", "example-npu-board", "--tasks", "quality-oct", "--heldout", "24",
+                   "--golden", "4", "--threads", "1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "edgeret.json").read_text())
+    entry = manifest["tasks"]["quality-oct"]
+    assert (entry["format"], entry["exporter"], entry["target_backend"], entry["gate_backend"]) == (
+        "example-npu-blob", "example-npu-compiler", "example-npu", "example-npu")
+    assert entry["artifact"] == "quality-oct/model.blob" and entry["gate"]["passed"]
+    assert entry["exporter_options"] == {"tiling": "auto"}  # the exporter's own options, recorded
+    assert entry["quantization"]["quantization"] == "example-npu blob, auto tiling"  # read back from the blob
+    proc = run_cli("verify", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "example-npu" in proc.stdout and "quality-oct" in proc.stdout

@@ -162,27 +162,28 @@ def bench_bundle(root: str | Path, backends: Mapping[str, Any], *, backend: str 
     root = Path(root)
     manifest = load_manifest(root)
     check_hashes(root, manifest)
-    names = list(tasks) or list(manifest["tasks"])
+    names = list(tasks) or list(manifest.tasks)
     rows = []
     for name in names:
-        if name not in manifest["tasks"]:
-            raise EdgeretError(f"task '{name}' is not in this bundle (it has {', '.join(manifest['tasks'])})")
-        entry = manifest["tasks"][name]
+        if name not in manifest.tasks:
+            raise EdgeretError(f"task '{name}' is not in this bundle (it has {', '.join(manifest.tasks)})")
+        entry = manifest.tasks[name]
         plugin, _ = pick_backend(manifest, entry, backends, backend)
-        log(f"bench {name} on {plugin.name} ({entry['precision']} {entry['format']}) ...")
-        job = {"runtime": plugin.name, "artifact": str(root / entry["artifact"]),
-               "golden": str(root / entry["golden"]["file"]), "runs": runs, "warmup": warmup,
+        log(f"bench {name} on {plugin.name} ({entry.precision} {entry.format}) ...")
+        job = {"runtime": plugin.name, "artifact": str(root / entry.artifact),
+               "golden": str(root / entry.golden.file), "runs": runs, "warmup": warmup,
                "threads": threads, "label": f"{name} on {plugin.name}"}
         measured = [run_worker(job) for _ in range(max(1, rounds))]
         figures = min(measured, key=lambda f: f["latency_ms_median"])
         figures["round_medians_ms"] = [f["latency_ms_median"] for f in measured]
-        rows.append({"task": name, "variant": f"{plugin.name} {entry['precision']}", "backend": plugin.name,
-                     "precision": entry["precision"], "format": entry["format"],
-                     "size_bytes": _size(root, entry["files"]),
-                     "gate": {k: entry["gate"].get(k)
-                              for k in ("metric", "fp32", "exported", "drop", "passed")},
+        gate = entry.gate
+        rows.append({"task": name, "variant": f"{plugin.name} {entry.precision}", "backend": plugin.name,
+                     "precision": entry.precision, "format": entry.format,
+                     "size_bytes": _size(root, entry.files),
+                     "gate": {"metric": gate.metric, "fp32": gate.fp32, "exported": gate.exported,
+                              "drop": gate.drop, "passed": gate.passed},
                      **figures})
-    return {"bundle": str(root), "device": manifest["device"]["name"], "machine": machine(),
+    return {"bundle": str(root), "device": manifest.device.name, "machine": machine(),
             "runs": runs, "warmup": warmup, "threads": threads, "rounds": rounds, "rows": rows}
 
 
@@ -202,7 +203,7 @@ def compare_task(host: Any, task_name: str, profile_sizes: Mapping[str, Any], *,
     from edgeret.build.export import artifacts, calibration
     from edgeret.build.export import gate as gates
     from edgeret.build.export import task_models as tm
-    from edgeret.build.export.targets import BACKEND_EXPORTS, SUFFIX, Target
+    from edgeret.build.export.targets import target_for
     from edgeret.bundle.manifest import save_golden
 
     task = tm.task_with_input_size(host.task(task_name), profile_sizes.get(task_name))
@@ -232,19 +233,18 @@ def compare_task(host: Any, task_name: str, profile_sizes: Mapping[str, Any], *,
                                    "note": "the fp32 reference"}
                     job = {"runtime": "torch", "task": task_name, "golden": str(golden)}
                 else:
-                    fmt, by_precision = BACKEND_EXPORTS[runtime]
-                    target = Target(runtime, fmt, {p: n for p, n in by_precision.items() if n in exporters})
-                    if precision not in target.exporters:
+                    target = target_for(runtime, exporters)
+                    if target is None or precision not in target.exporters:
                         raise EdgeretError(f"no exporter for {runtime} {precision}")
                     plugin = backends.get(runtime)
                     if plugin is None or not plugin.available().ok:
                         raise EdgeretError(f"backend {runtime} is unavailable here")
                     log(f"compare {task.name}: exporting {label} ...")
-                    out = tmp_path / runtime / precision / f"model{SUFFIX[fmt]}"
+                    out = tmp_path / runtime / precision / f"model{target.suffix}"
                     artifact = artifacts.export_artifact(exporters, target, precision, module, task, out,
                                                   calibration if precision == "int8" else None, {})
                     files = [p for p in artifact.parent.iterdir() if p.is_file()]
-                    row.update({"format": fmt, "size_bytes": sum(p.stat().st_size for p in files)})
+                    row.update({"format": target.format, "size_bytes": sum(p.stat().st_size for p in files)})
                     runner = plugin.load(artifact, threads=threads)
                     exported = tm.runner_outputs(runner, task, data.feeds, f"{task.name}: {label}", progress)
                     del runner

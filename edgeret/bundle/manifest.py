@@ -9,24 +9,12 @@ runs on the device. Layout::
       <task>/golden.npz         golden input/output pairs `verify` replays
       engines/                  TensorRT engines built on the device (`edgeret build`; not hashed)
 
-Manifest (`edgeret.json`, JSON; `SCHEMA_VERSION` 1), top-level keys:
-
-    schema, schema_version    "edgeret-bundle", 1
-    created                   UTC ISO time
-    edgeret_version           the SDK that wrote it
-    device                    the resolved device profile (DeviceProfile.to_dict(), source file name only)
-    toolchain                 python and package versions used to export (torch, onnx, onnxruntime, ...)
-    export                    the request: precision asked for, calibration source, held-out size, seeds
-    tasks                     task name -> entry (see `TASK_KEYS`)
-    files                     relative path -> {"sha256", "bytes"} for every file but the manifest
-
-A task entry carries: the artifact (relative path) and all its files, format,
-precision, target backend and the backend the accuracy gate ran on here,
-exporter and quantization notes, input/output `TensorSpec`s, preprocessing
-(function, image kind, modality, input size), labels, calibration (source,
-size, sha256 of the preprocessed arrays), the gate (metric in fp32 vs
-exported, allowed drop, pass/fail, every precision tried), golden pairs (file,
-count, tolerances, the backend that produced them) and, for Jetson, the
+The manifest (`edgeret.json`) is typed in `edgeret.bundle.schema` (`BundleManifest`,
+`TaskEntry`, ...; JSON Schema in `docs/bundle-manifest.schema.json`): the device's
+view of it, checked field by field on load. A task entry carries the artifact and
+all its files, format, precision, target backend and the backend the accuracy gate
+ran on here, exporter and quantization notes, input/output `TensorSpec`s,
+preprocessing, labels, calibration, the gate, golden pairs and, for Jetson, the
 TensorRT build spec.
 """
 
@@ -41,25 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.errors import EdgeretError
+from edgeret.bundle.schema import SCHEMA, SCHEMA_VERSION, BundleError, BundleManifest, parse_manifest
 
-SCHEMA = "edgeret-bundle"
-SCHEMA_VERSION = 1
 MANIFEST = "edgeret.json"
 ENGINES_DIR = "engines"  # device-local TensorRT engine cache: not part of the hashed bundle
 TOP_KEYS = ("schema", "schema_version", "created", "edgeret_version", "device", "toolchain", "export",
             "tasks", "files")
-TASK_KEYS = ("artifact", "files", "format", "precision", "target_backend", "inputs", "outputs",
-             "preprocessing", "labels", "gate", "golden")
 # Golden arrays inside golden.npz: "<kind>/<tensor name>", leading axis = pair index.
 GOLDEN_KINDS = ("input", "output", "reference")
 # Output arrays larger than this many values per pair (images) are stored as float16 (rounding error
 # <= 4.9e-4 * |value|, inside every golden tolerance); load_golden returns float32.
 GOLDEN_HALF_ABOVE = 1 << 16
-
-
-class BundleError(EdgeretError):
-    """A bundle is missing, malformed, tampered with or fails verification."""
 
 
 # ---------------------------------------------------------------------------
@@ -99,6 +79,8 @@ def write_manifest(root: str | Path, manifest: Mapping[str, Any]) -> Path:
     data: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
     data.update({key: manifest[key] for key in TOP_KEYS if key in manifest and key not in data})
     data["files"] = hash_files(root)
+    data = clean_json(json.loads(json.dumps(data, default=_json_default)))
+    parse_manifest(data, root / MANIFEST)  # what the device would refuse is never written
     text = json.dumps(data, indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
     tmp = root / (MANIFEST + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -203,8 +185,8 @@ def load_golden(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
 # ---------------------------------------------------------------------------
 
 
-def load_manifest(root: str | Path) -> dict[str, Any]:
-    """Read and structurally validate BUNDLE/edgeret.json; BundleError (one line) when it is not usable."""
+def load_manifest(root: str | Path) -> BundleManifest:
+    """Read BUNDLE/edgeret.json into the typed manifest; BundleError (one line) when it is not usable."""
     root = Path(root)
     if not root.exists():
         raise BundleError(f"{root}: bundle folder does not exist")
@@ -219,55 +201,20 @@ def load_manifest(root: str | Path) -> dict[str, Any]:
         raise BundleError(f"{path}: manifest is not UTF-8 text") from None
     except ValueError as exc:
         raise BundleError(f"{path}: manifest is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{path}: manifest must be a JSON object")
-    if data.get("schema") != SCHEMA:
-        raise BundleError(f"{path}: not an edgeret bundle manifest (schema is {data.get('schema')!r})")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{path}: manifest schema_version {data.get('schema_version')!r} is not supported "
-                          f"(this edgeret reads {SCHEMA_VERSION})")
-    missing = [key for key in TOP_KEYS if key not in data]
-    if missing:
-        raise BundleError(f"{path}: manifest is missing {', '.join(missing)}")
-    if not isinstance(data["tasks"], dict) or not data["tasks"]:
-        raise BundleError(f"{path}: manifest lists no tasks")
-    if not isinstance(data["files"], dict):
-        raise BundleError(f"{path}: manifest 'files' must map paths to hashes")
-    for name, entry in data["tasks"].items():
-        if not isinstance(entry, dict):
-            raise BundleError(f"{path}: task '{name}' entry must be an object")
-        absent = [key for key in TASK_KEYS if key not in entry]
-        if absent:
-            raise BundleError(f"{path}: task '{name}' is missing {', '.join(absent)}")
-        golden = entry["golden"]
-        if (not isinstance(entry["artifact"], str) or not isinstance(entry["files"], list)
-                or not isinstance(golden, dict) or not isinstance(golden.get("file"), str)
-                or not isinstance(golden.get("tolerance"), dict)
-                or not isinstance(golden["tolerance"].get("atol"), int | float)):
-            raise BundleError(f"{path}: task '{name}': artifact, files or golden (file, tolerance.atol) "
-                              "malformed")
-        for rel in [entry["artifact"], *entry["files"], entry["golden"].get("file", "")]:
-            if rel and rel not in data["files"]:
-                raise BundleError(f"{path}: task '{name}' file '{rel}' has no sha256 in 'files'")
-    for rel, info in data["files"].items():
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise BundleError(f"{path}: file entry '{rel}' points outside the bundle")
-        if not isinstance(info, dict) or not isinstance(info.get("sha256"), str):
-            raise BundleError(f"{path}: file entry '{rel}' has no sha256")
-    return data
+    return parse_manifest(data, path)
 
 
-def check_hashes(root: str | Path, manifest: Mapping[str, Any]) -> int:
+def check_hashes(root: str | Path, manifest: BundleManifest) -> int:
     """Every listed file exists with its sha256 and no file is unlisted; returns the count.
 
     A BundleError names the offending file."""
     root = Path(root)
-    listed = manifest["files"]
+    listed = manifest.files
     for rel, info in listed.items():
         path = root / rel
         if not path.is_file():
             raise BundleError(f"{path}: listed in the manifest but missing from the bundle")
-        if sha256_file(path) != info["sha256"]:
+        if sha256_file(path) != info.sha256:
             raise BundleError(f"{path}: sha256 does not match the manifest (file tampered with or corrupted)")
     extra = sorted(set(hash_files_listing(root)) - set(listed))
     if extra:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeret.bundle.manifest import MANIFEST, BundleError, check_hashes, load_golden, load_manifest
+from edgeret.bundle.schema import Agreement, BundleManifest, TaskEntry
 from edgeret.metrics import psnr
 
 
@@ -35,11 +36,11 @@ def mean_psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) 
     return float(np.mean(values)) if values else float("nan")
 
 
-def pick_backend(manifest: Mapping[str, Any], entry: Mapping[str, Any], backends: Mapping[str, Any],
+def pick_backend(manifest: BundleManifest, entry: TaskEntry, backends: Mapping[str, Any],
                  requested: str | None = None) -> tuple[Any, str]:
     """The backend to load a task's artifact here: `requested`, else the profile's chain (first available
     that loads the artifact's format). Returns (plugin, why)."""
-    fmt = entry.get("runtime_format", entry["format"])
+    fmt = entry.loads_as
     if requested:
         if requested not in backends:
             known = ", ".join(sorted(backends)) or "none installed"
@@ -53,7 +54,7 @@ def pick_backend(manifest: Mapping[str, Any], entry: Mapping[str, Any], backends
             raise BundleError(f"backend '{requested}' is unavailable here: {availability.reason}")
         return plugin, "requested"
     skipped = []
-    for name in manifest["device"].get("backends", []):
+    for name in manifest.device.backends:
         plugin = backends.get(name)
         if plugin is None:
             skipped.append(f"{name}: not installed")
@@ -65,7 +66,7 @@ def pick_backend(manifest: Mapping[str, Any], entry: Mapping[str, Any], backends
         if availability.ok:
             return plugin, "; ".join(skipped) or "first in the device's chain"
         skipped.append(f"{name}: {availability.reason}")
-    raise BundleError(f"no backend of device '{manifest['device'].get('name')}' can load the {fmt} "
+    raise BundleError(f"no backend of device '{manifest.device.name}' can load the {fmt} "
                       f"artifact here ({'; '.join(skipped)})")
 
 
@@ -80,18 +81,18 @@ class TaskCheck:
     note: str = ""
 
 
-def replay_task(root: Path, manifest: Mapping[str, Any], name: str, backends: Mapping[str, Any],
+def replay_task(root: Path, manifest: BundleManifest, name: str, backends: Mapping[str, Any],
                 requested: str | None = None, threads: int | None = None) -> TaskCheck:
     """Load one task's artifact, replay its golden pairs within tolerance, check agreement with fp32."""
-    entry = manifest["tasks"][name]
+    entry = manifest.tasks[name]
     plugin, why = pick_backend(manifest, entry, backends, requested)
-    golden = load_golden(root / entry["golden"]["file"])
-    info = entry["golden"]
-    same = plugin.name == info.get("backend")
-    tol = info["tolerance"] if same else info.get("cross_backend_tolerance", info["tolerance"])
-    runner = plugin.load(root / entry["artifact"], threads=threads)
+    golden = load_golden(root / entry.golden.file)
+    info = entry.golden
+    same = plugin.name == info.backend
+    tol = info.tolerance if same else (info.cross_backend_tolerance or info.tolerance)
+    runner = plugin.load(root / entry.artifact, threads=threads)
     check = TaskCheck(name, plugin.name, len(next(iter(golden["input"].values()))),
-                      tolerance=dict(tol), note=why)
+                      tolerance={"atol": tol.atol, "rtol": tol.rtol}, note=why)
     replayed: dict[str, list[np.ndarray]] = {n: [] for n in golden["output"]}
     for i in range(check.pairs):
         feeds = {n: a[i:i + 1] for n, a in golden["input"].items()}
@@ -103,7 +104,7 @@ def replay_task(root: Path, manifest: Mapping[str, Any], name: str, backends: Ma
             got = np.asarray(outputs[out_name], dtype=np.float64).reshape(expected[i:i + 1].shape)
             want = expected[i:i + 1].astype(np.float64)
             err = float(np.max(np.abs(got - want))) if got.size else 0.0
-            allowed = tol["atol"] * output_scale(want) + tol.get("rtol", 0.0) * float(np.max(np.abs(want)))
+            allowed = tol.atol * output_scale(want) + tol.rtol * float(np.max(np.abs(want)))
             check.max_error[out_name] = max(check.max_error.get(out_name, 0.0), err)
             if not np.all(np.isfinite(got)):
                 raise BundleError(f"{name}: golden pair {i}: output '{out_name}' on {plugin.name} "
@@ -116,10 +117,10 @@ def replay_task(root: Path, manifest: Mapping[str, Any], name: str, backends: Ma
     return check
 
 
-def _agreement(name: str, entry: Mapping[str, Any], golden: Mapping[str, Mapping[str, np.ndarray]],
+def _agreement(name: str, entry: TaskEntry, golden: Mapping[str, Mapping[str, np.ndarray]],
                replayed: Mapping[str, np.ndarray]) -> str:
-    rule = entry.get("agreement", {"kind": "none"})
-    kind, out = rule.get("kind"), rule.get("output")
+    rule = entry.agreement or Agreement("none")
+    kind, out = rule.kind, rule.output
     if kind == "none" or not golden["reference"]:
         return "n/a"
     if out not in replayed or out not in golden["reference"]:
@@ -128,14 +129,14 @@ def _agreement(name: str, entry: Mapping[str, Any], golden: Mapping[str, Mapping
     if kind == "class":
         same = int(np.sum(np.argmax(replayed[out], axis=-1) == np.argmax(reference, axis=-1)))
         total = len(reference)
-        recorded = int(rule.get("expected_same", total))
+        recorded = total if rule.expected_same is None else rule.expected_same
         if same < recorded:
             raise BundleError(f"{name}: only {same}/{total} golden pairs give the fp32 model's class "
                               f"(export recorded {recorded}/{total})")
         return f"{same}/{total} same class as fp32"
     if kind == "psnr":
-        value = mean_psnr(reference, replayed[out], float(rule.get("data_range", 1.0)))
-        floor = float(rule.get("min_db", 0.0))
+        value = mean_psnr(reference, replayed[out], rule.data_range)
+        floor = rule.min_db or 0.0
         if value < floor:
             raise BundleError(f"{name}: output '{out}' is {value:.2f} dB from the fp32 model's, below the "
                               f"{floor:.2f} dB recorded at export")
@@ -157,10 +158,10 @@ def verify_bundle(root: str | Path, backends: Mapping[str, Any], *, backend: str
     root = Path(root)
     manifest = load_manifest(root)
     count = check_hashes(root, manifest)
-    names = list(tasks) if tasks else list(manifest["tasks"])
-    unknown = [n for n in names if n not in manifest["tasks"]]
+    names = list(tasks) if tasks else list(manifest.tasks)
+    unknown = [n for n in names if n not in manifest.tasks]
     if unknown:
-        have = ", ".join(manifest["tasks"])
+        have = ", ".join(manifest.tasks)
         raise BundleError(f"task '{unknown[0]}' is not in this bundle (it has {have})")
     checks = []
     for name in names:
@@ -169,4 +170,4 @@ def verify_bundle(root: str | Path, backends: Mapping[str, Any], *, backend: str
         except (KeyError, TypeError, ValueError) as exc:  # a manifest field of the wrong shape
             raise BundleError(f"{root / MANIFEST}: task '{name}': malformed entry "
                               f"({type(exc).__name__}: {exc})") from None
-    return VerifyReport(root, manifest["device"].get("name", "?"), count, checks)
+    return VerifyReport(root, manifest.device.name, count, checks)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from edgeret.build.data.synth import SynthRequest, parse_mix, synthesize
-    from edgeret.build.progress import Progress
+    from edgeret.build.progress import progress_bar
 
     if not 16 <= args.size <= 4096 or not 16 <= args.height <= 4096 or not 16 <= args.width <= 4096:
         raise EdgeretError("image sizes must be between 16 and 4096 pixels")
@@ -48,7 +48,7 @@ def _synth(args: argparse.Namespace) -> int:
         height=args.height, width=args.width, bit_depth=args.bit_depth,
         quality_mix=quality, grade_mix=grades, workers=args.workers,
     )
-    bar = iter(Progress(range(args.n), f"synth {args.modality}"))
+    bar = iter(progress_bar(range(args.n), f"synth {args.modality}"))
     out = synthesize(request, progress=lambda _: next(bar, None))
     next(bar, None)  # let the bar print its final line
     print(f"wrote {args.n} {args.modality} images and labels.csv to {out}")

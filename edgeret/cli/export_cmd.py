@@ -99,27 +99,27 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"bundle": str(result.path), "device": result.profile.name,
                     "tasks": {n: {k: e[k] for k in ("artifact", "format", "precision", "gate")}
-                              for n, e in manifest["tasks"].items()},
+                              for n, e in manifest.raw["tasks"].items()},
                     "skipped": result.skipped})
         return 0
     rows = []
-    for name, entry in manifest["tasks"].items():
-        gate = entry["gate"]
+    for name, entry in manifest.tasks.items():
+        gate = entry.gate
         tried = " -> ".join(a["precision"] + ("+ac" if a.get("method") else "")
-                            + ("" if a["passed"] else "(fail)") for a in gate["attempts"])
-        rows.append([name, entry["format"], entry["precision"], entry["target_backend"],
-                     entry["gate_backend"], gate["metric"], _num(gate["fp32"]), _num(gate["exported"]),
-                     _num(gate["drop"]),
-                     _num(gate.get("allowed_drop", gate.get("min_db"))), "pass" if gate["passed"] else "FAIL",
-                     f"{entry['size_bytes'] / 1024:.0f}", tried])
+                            + ("" if a["passed"] else "(fail)") for a in gate.attempts)
+        allowed = gate.allowed_drop if gate.allowed_drop is not None else gate.min_db
+        rows.append([name, entry.format, entry.precision, entry.target_backend,
+                     entry.gate_backend, gate.metric, _num(gate.fp32), _num(gate.exported),
+                     _num(gate.drop), _num(allowed), "pass" if gate.passed else "FAIL",
+                     f"{(entry.size_bytes or 0) / 1024:.0f}", tried])
     print(f"bundle for {result.profile.name}: {result.path}")
     print_table(["task", "format", "precision", "target", "gated on", "metric", "fp32", "exported", "drop",
                  "allowed", "gate", "KB", "tried"], rows)
     for reason in result.skipped.values():
         print(f"skipped: {reason}")
-    print(f"{len(manifest['files'])} files, sha256 of each in {result.path / 'edgeret.json'}")
+    print(f"{len(manifest.files)} files, sha256 of each in {result.path / 'edgeret.json'}")
     if result.target.tensorrt:
-        print(f"gate: TensorRT cannot run here; the ONNX was checked on {manifest['export']['gate_backend']} "
+        print(f"gate: TensorRT cannot run here; the ONNX was checked on {manifest.export['gate_backend']} "
               "(CPU)")
         print(f"next: copy {result.path} to the Jetson and run: edgeret build {result.path}  "
               f"(here: edgeret verify {result.path} checks the ONNX on onnxruntime)")
@@ -193,7 +193,7 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from edgeret.build.export import bench
+    from edgeret.bundle import bench
 
     for option, value in (("--runs", args.runs), ("--threads", args.threads), ("--heldout", args.heldout),
                           ("--calib-size", args.calib_size), ("--rounds", args.rounds)):
@@ -214,7 +214,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
         import_optional("torch", "export")
         manifest = load_manifest(args.bundle)
-        sizes = manifest["device"].get("input_sizes", {})
+        sizes = manifest.device.input_sizes
         compare_rows = []
         for name in [r["task"] for r in report["rows"]]:
             compare_rows += bench.compare_task(
@@ -255,13 +255,13 @@ def run_build(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(args.bundle)
     check_hashes(args.bundle, manifest)
-    names = _names(args.tasks) or list(manifest["tasks"])
-    specs = {n: manifest["tasks"][n].get("tensorrt") for n in names if n in manifest["tasks"]}
-    missing = [n for n in names if n not in manifest["tasks"]]
+    names = _names(args.tasks) or list(manifest.tasks)
+    specs = {n: manifest.tasks[n].tensorrt for n in names if n in manifest.tasks}
+    missing = [n for n in names if n not in manifest.tasks]
     if missing:
         raise EdgeretError(f"task '{missing[0]}' is not in this bundle")
     if not any(specs.values()):
-        raise EdgeretError(f"{args.bundle}: bundle for device '{manifest['device']['name']}' has no TensorRT "
+        raise EdgeretError(f"{args.bundle}: bundle for device '{manifest.device.name}' has no TensorRT "
                            "build step; its models run as exported (edgeret verify BUNDLE)")
     from edgeret_exporters.tensorrt import build_from_spec, tensorrt_version
 

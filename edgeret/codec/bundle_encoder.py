@@ -41,20 +41,22 @@ class BundleEncoder:
         self.root = Path(root)
         manifest = load_manifest(self.root)
         check_hashes(self.root, manifest)  # a tampered encoder never writes streams
-        entry = manifest["tasks"].get(TASK)
+        entry = manifest.tasks.get(TASK)
         if entry is None:
             raise BundleError(f"{self.root}: the bundle holds no {TASK} (tasks: "
-                              f"{', '.join(sorted(manifest['tasks']))})")
-        name = Path(entry["weights"]["file"]).stem
+                              f"{', '.join(sorted(manifest.tasks))})")
+        if entry.weights is None:
+            raise BundleError(f"{self.root}: its {TASK} entry does not name the codec it was exported from")
+        name = Path(entry.weights.file).stem
         if name not in catalog.models:
             raise BundleError(f"{self.root}: its encoder was exported from codec '{name}', which is not "
                               f"installed here (installed: {', '.join(sorted(catalog.models))})")
         self.model: CodecModel = catalog.models[name]
-        self.size = tuple(entry["inputs"][0]["shape"][2:])
+        self.size = tuple(entry.inputs[0].shape[2:])
         plugin, _ = pick_backend(manifest, entry, backends, backend)
         self.backend = plugin.name
-        self.precision = entry["precision"]
-        self.runner = plugin.load(self.root / entry["artifact"], threads=threads)
+        self.precision = entry.precision
+        self.runner = plugin.load(self.root / entry.artifact, threads=threads)
 
     def rate(self, rate: str | float | None) -> RatePoint:
         """The rate point of the bundle's codec closest to `rate` (bpp), or named by id; None: its default."""

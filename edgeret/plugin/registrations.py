@@ -122,6 +122,10 @@ class TaskPlugin:
     # Build host only: returns a torch.nn.Module; imports torch when called.
     model_factory: Callable[[], Any] | None = None
     default_weights: Path | None = None
+    # Build host only: wraps the trained network (weights loaded) into the module that is exported,
+    # whose forward returns exactly `outputs` (e.g. softmax probabilities instead of logits). None:
+    # the network's own `runtime_module()` if it has one, else the network as it is.
+    runtime_module: Callable[[Any], Any] | None = None
     # name -> metric(y_true, y_pred) -> float, used by eval and the export gate.
     metrics: Mapping[str, Callable[..., float]] = field(default_factory=dict)
     # (n, seed) -> iterable of raw images for INT8 calibration.
@@ -181,14 +185,25 @@ class BackendPlugin:
 
 @dataclass(frozen=True)
 class ExporterPlugin:
-    """A build-time converter: torch model -> artifact in one format."""
+    """A build-time converter: torch model -> artifact in one format, for the backends in `targets`.
+
+    Everything the export pipeline needs to know about a format is here, so a new format is a
+    plugin and no edit of the core: `edgeret export --device D` takes the first backend of D's
+    chain that some exporter `targets`, and per precision the first such exporter that writes it.
+    """
 
     name: str
-    format: str
+    format: str  # the artifact's format: a backend loads it when its `formats` include this
     precisions: tuple[str, ...]
     description: str
-    # export(model, example_inputs, out_path, precision, calibration=None) -> Path
+    # export(model, example_inputs, out_path, precision, calibration=None, *, input_names,
+    #        output_names, metadata, **options) -> Path. calibration: preprocessed arrays for int8.
     export: Callable[..., Path]
+    targets: tuple[str, ...] = ()  # backend names whose devices get this exporter's artifacts
+    suffix: str = ""  # the artifact file's suffix (".onnx", ".xml", ".tflite")
+    options: Mapping[str, Any] = field(default_factory=dict)  # passed on every export (in the manifest)
+    # what the exporter recorded inside an artifact (quantization scheme, float ops): {"edgeret.*": str}
+    read_metadata: Callable[[Path], Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,12 @@ class Grader:
 
         manifest = load_manifest(root)
         check_hashes(root, manifest)  # a tampered model never grades a patient
-        held = {m: name for m, name in tasks.items() if name in manifest["tasks"]}
+        held = {m: name for m, name in tasks.items() if name in manifest.tasks}
         grader = cls(host, None, held, threads=threads)
         for name in held.values():
-            entry = manifest["tasks"][name]
+            entry = manifest.tasks[name]
             plugin, _ = pick_backend(manifest, entry, host.backends(), backend)
-            grader._sessions[name] = TaskSession(host.task(name), plugin, model=root / entry["artifact"],
+            grader._sessions[name] = TaskSession(host.task(name), plugin, model=root / entry.artifact,
                                                  threads=threads)
         return grader
 

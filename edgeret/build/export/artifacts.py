@@ -12,9 +12,9 @@ import numpy as np
 
 from edgeret.errors import EdgeretError
 from edgeret.build.export import gate as gates
-from edgeret.build.export.targets import EXPORTER_OPTIONS, Target
+from edgeret.build.export.targets import Target
 from edgeret.build.export.task_models import example_inputs, torch_outputs
-from edgeret.plugin.registrations import TaskPlugin
+from edgeret.plugin.registrations import ExporterPlugin, TaskPlugin
 
 # ONNX Runtime int8: quantize only the MAC-heavy ops and keep convolutions with few input channels (the
 # stem, attention maps) float. Measured on quality-oct, one x86 core: quantizing every op (QDQ around
@@ -146,7 +146,7 @@ def export_artifact(exporters: Mapping[str, Any], target: Target, precision: str
     exporter = exporters[name]
     if not options:
         options = default_options(name, precision, module, task)
-    kwargs: dict[str, Any] = {**EXPORTER_OPTIONS.get(name, {}), **options}
+    kwargs: dict[str, Any] = {**exporter.options, **options}
     return Path(exporter.export(
         module, example_inputs(task), out_path, precision, calibration,
         input_names=[s.name for s in task.inputs], output_names=[s.name for s in task.outputs],
@@ -154,21 +154,12 @@ def export_artifact(exporters: Mapping[str, Any], target: Target, precision: str
     ))
 
 
-def artifact_info(path: Path, fmt: str, target: Target) -> dict[str, Any]:
+def artifact_info(path: Path, exporter: ExporterPlugin) -> dict[str, Any]:
     """What the exporter recorded inside the artifact (quantization scheme, float ops, ...)."""
+    if exporter.read_metadata is None:
+        return {}
     try:
-        if fmt == "onnx":
-            import onnx
-
-            meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        elif fmt == "openvino-ir":
-            from edgeret_exporters.openvino_ir import read_openvino_metadata
-
-            meta = read_openvino_metadata(path)
-        else:
-            from edgeret_exporters.litert import read_tflite_metadata
-
-            meta = read_tflite_metadata(path)
+        meta = exporter.read_metadata(path)
     except Exception as exc:  # informational only
         return {"note": f"metadata unreadable ({type(exc).__name__})"}
     keep = ("edgeret.quantization", "edgeret.float_ops", "edgeret.tensorrt_precision", "edgeret.precision")

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeret.errors import EdgeretError, InputError
 from edgeret.images.read_write import IMAGE_SUFFIXES, list_images
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin
 
 DEFAULT_CALIB_SIZE = 128
@@ -40,7 +40,7 @@ def calibration_feeds(task: TaskPlugin, folder: Path | None, n: int | None, seed
         images = check_calib_folder(folder)
         if n:
             images = images[:n]
-        for path in Progress(images, f"{task.name}: calibration", total=len(images), enabled=progress):
+        for path in progress_bar(images, f"{task.name}: calibration", total=len(images), enabled=progress):
             image = read_image(path, expect=task.image_kind)
             try:
                 feeds.append(task.preprocess(image, task))
@@ -53,7 +53,7 @@ def calibration_feeds(task: TaskPlugin, folder: Path | None, n: int | None, seed
         if task.calibration is None:
             raise EdgeretError(f"task '{task.name}' has no calibration sampler; pass --calib DIR")
         n = n or DEFAULT_CALIB_SIZE
-        for image in Progress(task.calibration(n, seed), f"{task.name}: calibration", total=n,
+        for image in progress_bar(task.calibration(n, seed), f"{task.name}: calibration", total=n,
                               enabled=progress):
             feeds.append(task.preprocess(image, task))
         source = f"the task's calibration sampler (n={n}, seed={seed})"

@@ -36,7 +36,7 @@ import numpy as np
 
 from edgeret.bundle.verify import mean_psnr
 from edgeret.errors import EdgeretError
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin
 
 CLASS_ALLOWED_POINTS = 0.5
@@ -141,7 +141,7 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
     key = TRUTH_KEYS.get(task.name)
     # modality "any": the task's own sampler, at the held-out seed (its calibration uses others)
     sampled = None if phantoms else iter(task.calibration(n, seed))
-    for i in Progress(range(n), f"{task.name}: held-out set", total=n, enabled=progress):
+    for i in progress_bar(range(n), f"{task.name}: held-out set", total=n, enabled=progress):
         image, labels = ROW_MAKERS[task.modality](request, i) if phantoms else (next(sampled), {})
         if raw is not None:
             raw.append(image)

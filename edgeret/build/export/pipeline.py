@@ -41,6 +41,7 @@ from typing import Any
 import edgeret
 from edgeret.link.atomic import staging_folder
 from edgeret.bundle.manifest import MANIFEST, clean_json, sha256_file, write_manifest
+from edgeret.bundle.schema import BundleManifest
 from edgeret.devices.profiles import DeviceProfile
 from edgeret.errors import EdgeretError, InputError
 from edgeret.build.export import gate as gates
@@ -56,8 +57,6 @@ from edgeret.build.export.artifacts import (
 from edgeret.build.export.calibration import calibration_feeds, check_calib_folder
 from edgeret.build.export.golden import write_golden
 from edgeret.build.export.targets import (
-    EXPORTER_OPTIONS,
-    SUFFIX,
     Target,
     gate_backend,
     precision_chain,
@@ -117,7 +116,7 @@ class ExportResult:
     target: Target
     tasks: list[TaskExport]
     skipped: dict[str, str]
-    manifest: dict[str, Any]
+    manifest: BundleManifest
 
 
 # ---------------------------------------------------------------------------
@@ -241,7 +240,7 @@ def export_bundle(host: Any, request: ExportRequest, log: Callable[[str], None] 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    from edgeret.bundle.manifest import load_manifest
+    from edgeret.bundle.manifest import load_manifest  # what the device will read, typed
 
     return ExportResult(out, profile, target, results, skipped, load_manifest(out))
 
@@ -290,7 +289,7 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
                                                     request.progress))
         try:
             artifact = export_artifact(exporters, target, precision, module, task,
-                                       folder / f"model{SUFFIX[target.format]}",
+                                       folder / f"model{target.suffix}",
                                        calibration[0] if precision == "int8" else None, meta, **options)
         except EdgeretError as exc:
             if mode != "accuracy-control":
@@ -321,7 +320,8 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         hint = "" if request.fallback else " (fallback disabled)"
         raise EdgeretError(f"{task.name}: accuracy gate failed at every precision tried{hint}: {figures}")
     precision, artifact, exported, result, options = kept
-    options = recordable_options({**EXPORTER_OPTIONS.get(target.exporters[precision], {}), **options})
+    exporter = exporters[target.exporters[precision]]
+    options = recordable_options({**exporter.options, **options})
 
     runner = gate_plugin.load(artifact, threads=request.threads)
     golden_path, indices, agreement = write_golden(task, rule, heldout.feeds, reference, exported,
@@ -339,7 +339,7 @@ def _export_task(host: Any, task: TaskPlugin, profile: DeviceProfile, target: Ta
         "target_backend": target.backend,
         "gate_backend": gate_plugin.name,
         "exporter": target.exporters[precision],
-        "quantization": artifact_info(artifact, target.format, target),
+        "quantization": artifact_info(artifact, exporter),
         "exporter_options": options,
         "size_bytes": size,
         "inputs": [s.to_dict() for s in task.inputs],

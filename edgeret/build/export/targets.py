@@ -19,21 +19,6 @@ from edgeret.plugin.registrations import BackendPlugin, ExporterPlugin
 # precision order for fallback: most compressed first
 PRECISION_ORDER = ("int8", "fp16", "fp32")
 
-# target backend -> (artifact file format, {precision: exporter name})
-_ONNX = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}
-BACKEND_EXPORTS: dict[str, tuple[str, dict[str, str]]] = {
-    "onnxruntime": ("onnx", _ONNX),
-    "cuda": ("onnx", _ONNX),
-    "openvino": ("openvino-ir", dict.fromkeys(PRECISION_ORDER, "openvino-ir")),
-    "litert": ("tflite", dict.fromkeys(PRECISION_ORDER, "litert")),
-    # TensorRT: the ONNX (fp32 weights for fp32/fp16, QDQ for int8) + a build spec; engine built on device
-    "tensorrt": ("onnx", dict.fromkeys(PRECISION_ORDER, "tensorrt")),
-}
-SUFFIX = {"onnx": ".onnx", "openvino-ir": ".xml", "tflite": ".tflite"}
-# Per-exporter options the pipeline passes. litert: PT2E covers conv/linear/add/pool; a task with
-# attention (sigmoid, mul) keeps those ops float and the manifest lists them (edgeret.float_ops).
-EXPORTER_OPTIONS: dict[str, dict[str, object]] = {"litert": {"require_full_integer": False}}
-
 
 @dataclass(frozen=True)
 class Target:
@@ -41,25 +26,39 @@ class Target:
     format: str  # the artifact file's format (what a backend's `formats` must include)
     exporters: Mapping[str, str]  # precision -> exporter name (only those registered here)
     skipped: tuple[str, ...] = ()  # earlier backends of the chain and why they are not the target
+    suffix: str = ".onnx"  # the artifact file's suffix
 
     @property
     def tensorrt(self) -> bool:
         return self.backend == "tensorrt"
 
 
+def target_for(backend: str, exporters: Mapping[str, ExporterPlugin]) -> Target | None:
+    """The artifacts edgeret can write for `backend`: per precision, the first registered exporter whose
+    `targets` name the backend (None: no exporter targets it). One backend, one artifact format."""
+    writers = [e for e in exporters.values() if backend in e.targets]
+    if not writers:
+        return None
+    fmt = writers[0].format
+    by_precision: dict[str, str] = {}
+    for exporter in writers:
+        if exporter.format != fmt:
+            continue
+        for precision in exporter.precisions:
+            by_precision.setdefault(precision, exporter.name)
+    return Target(backend, fmt, {p: by_precision[p] for p in PRECISION_ORDER if p in by_precision},
+                  suffix=writers[0].suffix or f".{fmt}")
+
+
 def resolve_target(profile: DeviceProfile, exporters: Mapping[str, ExporterPlugin]) -> Target:
+    """The first backend of the profile's chain that an installed exporter writes artifacts for."""
     skipped = []
     for backend in profile.backends:
-        if backend not in BACKEND_EXPORTS:
-            skipped.append(f"{backend}: edgeret has no exporter mapping for it")
+        target = target_for(backend, exporters)
+        if target is None:
+            skipped.append(f"{backend}: no installed exporter targets it")
             continue
-        fmt, by_precision = BACKEND_EXPORTS[backend]
-        usable = {p: name for p, name in by_precision.items()
-                  if name in exporters and p in exporters[name].precisions}
-        if not usable:
-            skipped.append(f"{backend}: exporters {sorted(set(by_precision.values()))} are not installed")
-            continue
-        return Target(backend, fmt, usable, tuple(skipped))
+        return Target(target.backend, target.format, target.exporters, tuple(skipped), target.suffix)
     raise EdgeretError(f"device '{profile.name}': no backend of its chain can be exported to here "
                        f"({'; '.join(skipped)})")
 

@@ -13,20 +13,9 @@ import numpy as np
 
 from edgeret.devices.profiles import DeviceProfile
 from edgeret.errors import EdgeretError
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin, TensorSpec
 
-# Built-in tasks' model_factory returns the training network; what ships wraps it so its forward
-# returns exactly the task's declared outputs (softmax/sigmoid probabilities). A task can instead give
-# its network a `runtime_module()` method, or a forward that already returns the declared outputs.
-RUNTIME_WRAPPERS = {
-    "quality-oct": "edgeret_plugins.tasks.quality_oct.model:RuntimeOutputs",
-    "quality-fundus": "edgeret_plugins.tasks.quality_fundus.model:ProbabilitiesOnly",
-    "dr-grade": "edgeret_plugins.tasks.dr_grade.model:Probabilities",
-    "denoise": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
-    "denoise-oct": "edgeret_plugins.tasks.denoise.recipe:RuntimeDenoiser",
-    "sr": "edgeret_plugins.tasks.sr.model:runtime",
-}
 
 
 class NotExportable(EdgeretError):
@@ -77,11 +66,6 @@ def why_not_exportable(task: TaskPlugin, profile: DeviceProfile) -> str | None:
     return None
 
 
-def _import_object(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
     """The fp32 torch module mapping the task's inputs to its declared outputs, weights loaded, eval mode."""
     import torch
@@ -101,10 +85,10 @@ def runtime_model(task: TaskPlugin, weights: Path | None = None) -> Any:
         raise NotExportable(f"{weights}: cannot load into task '{task.name}''s model "
                            f"({str(exc).splitlines()[0]})") from None
     net.eval()
-    if hasattr(net, "runtime_module"):
+    if task.runtime_module is not None:  # the task's wrapper: declared outputs, not training logits
+        module = task.runtime_module(net)
+    elif hasattr(net, "runtime_module"):
         module = net.runtime_module()
-    elif task.name in RUNTIME_WRAPPERS:
-        module = _import_object(RUNTIME_WRAPPERS[task.name])(net)
     else:
         module = net
     module.eval()
@@ -151,7 +135,7 @@ def runner_outputs(runner: Any, task: TaskPlugin, feeds: Sequence[Mapping[str, n
     """Run a backend runner one image at a time (as a device does); stacked outputs by name."""
     names = [s.name for s in task.outputs]
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in Progress(feeds, label, total=len(feeds), enabled=progress and bool(label)):
+    for feed in progress_bar(feeds, label, total=len(feeds), enabled=progress and bool(label)):
         out = runner.run(feed)
         for name in names:
             if name not in out:

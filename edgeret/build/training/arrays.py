@@ -15,7 +15,7 @@ import numpy as np
 
 from edgeret.build.data.datasets import load_dataset
 from edgeret.images.read_write import read_image
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin
 
 LabelFn = Callable[[Mapping[str, Any]], dict[str, int | float]]
@@ -57,7 +57,7 @@ def load_arrays(
     input_name = task.inputs[0].name
     inputs: list[np.ndarray] = []
     columns: dict[str, list] = {}
-    for sample in Progress(dataset.samples, f"load {data_dir.name}", enabled=progress):
+    for sample in progress_bar(dataset.samples, f"load {data_dir.name}", enabled=progress):
         image = read_image(sample.path, expect=task.image_kind)
         inputs.append(task.preprocess(image, task)[input_name][0].astype(np.float16))
         for key, value in labels_of(sample.labels).items():

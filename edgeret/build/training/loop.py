@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 
 
 @dataclass
@@ -85,7 +85,7 @@ def fit(
         model.train()
         total, count = 0.0, 0
         batches = _batches(n, config.batch_size, generator)
-        bar = Progress(batches, f"{label} epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
+        bar = progress_bar(batches, f"{label} epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
         for index in bar:
             batch = [t[index] for t in tensors]
             if augment is not None:
@@ -96,7 +96,7 @@ def fit(
             optimizer.step()
             total += loss.item() * len(index)
             count += len(index)
-            bar.postfix = f"loss {total / count:.4f}"
+            bar.set_postfix_str(f"loss {total / count:.4f}", refresh=False)
         scheduler.step()
         _save_atomic(checkpoint, {
             "epoch": epoch,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeret.build.data.datasets import load_dataset
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import EvalRequest, TaskPlugin
 from edgeret.reports import markdown_table, write_report
 
@@ -27,7 +27,7 @@ def run_on_folder(task: TaskPlugin, request: EvalRequest) -> list[tuple[dict[str
     session = TaskSession(task, get_host().backend("onnxruntime"), model=model)
     samples = load_dataset(request.data_dir).samples
     return [(s.labels, session.predict_file(s.path))
-            for s in Progress(samples, f"eval {task.name}", enabled=request.progress)]
+            for s in progress_bar(samples, f"eval {task.name}", enabled=request.progress)]
 
 
 def report(request: EvalRequest, task: TaskPlugin, figures: dict[str, dict[str, Any]],

@@ -25,7 +25,7 @@ import numpy as np
 from edgeret.build.data.datasets import is_real_layout, load_dataset
 from edgeret.images.read_write import read_image
 from edgeret.images.preprocess import preprocess_fundus
-from edgeret.build.progress import Progress
+from edgeret.build.progress import progress_bar
 
 _QUALITY = {"good": 0, "usable": 1, "poor": 2, "reject": 2, "bad": 2, "outlier": 2}
 _COARSE_DR = {"0": 0, "NPDR": 1, "PDR": 2}
@@ -91,7 +91,7 @@ def load_fundus_set(folder: str | Path, size: int = 320, cache_dir: Path | None 
     dataset = load_dataset(folder)
     phantom = not is_real_layout(folder)
     rows: dict[str, list] = {k: [] for k in FundusSet.__dataclass_fields__}
-    for sample in Progress(dataset.samples, f"read {folder.name}", enabled=progress):
+    for sample in progress_bar(dataset.samples, f"read {folder.name}", enabled=progress):
         rgb, _ = preprocess_fundus(read_image(sample.path, expect="color"), (size, size))
         quality, weak, dr_coarse, dr_icdr, dme = _labels(sample.labels)
         patient = sample.labels.get("patient", sample.path.name)

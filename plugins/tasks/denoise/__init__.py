@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgeret.metrics import psnr
 from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.lazy import lazy
 from edgeret.plugin.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
 
 from .processing import postprocess, preprocess
@@ -87,6 +88,7 @@ def _make(name: str, oct_: bool) -> TaskPlugin:
         image_kind=None,
         default_model=WEIGHTS_DIR / variants[default],
         model_factory=factory,
+        runtime_module=lazy(f"{__name__}.recipe", "RuntimeDenoiser"),
         default_weights=WEIGHTS_DIR / f"{default}.pt",
         metrics={"psnr": _metric},
         calibration=_oct_calibration if oct_ else _calibration,

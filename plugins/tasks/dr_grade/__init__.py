@@ -42,6 +42,7 @@ def task_plugin() -> TaskPlugin:
         image_kind="color",
         default_model=WEIGHTS_DIR / "dr_grade.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
+        runtime_module=lazy(f"{__name__}.model", "Probabilities"),
         default_weights=WEIGHTS_DIR / "real-mix.pt",
         calibration=lazy("edgeret.build.data.fundus", "calibration_images"),
         train=lazy(f"{__name__}.recipe", "train"),

@@ -46,6 +46,7 @@ def task_plugin() -> TaskPlugin:
         image_kind="gray",
         default_model=WEIGHTS_DIR / "quality_oct.onnx",
         model_factory=lazy(f"{__name__}.model", "build"),
+        runtime_module=lazy(f"{__name__}.model", "RuntimeOutputs"),
         default_weights=WEIGHTS_DIR / "real-mix.pt",
         calibration=lazy("edgeret.build.data.oct", "calibration_bscans"),
         train=lazy(f"{__name__}.recipe", "train"),

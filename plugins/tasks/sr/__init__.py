@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgeret.metrics import psnr
 from edgeret.plugin.hookspecs import hookimpl
+from edgeret.plugin.lazy import lazy
 from edgeret.plugin.registrations import EvalRequest, TaskPlugin, TensorSpec, TrainRequest
 
 from .processing import SCALES, postprocess, preprocess
@@ -79,6 +80,7 @@ def task_plugin() -> TaskPlugin:
         image_kind=None,
         default_model=WEIGHTS_DIR / MODEL_FILES[2],
         model_factory=_factory,
+        runtime_module=lazy(f"{__name__}.model", "runtime"),
         default_weights=WEIGHTS_DIR / "lapsrn-x2.pt",
         metrics={"psnr": _metric},
         calibration=_calibration,
