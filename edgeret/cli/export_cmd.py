@@ -263,7 +263,8 @@ def run_build(args: argparse.Namespace) -> int:
     if not any(specs.values()):
         raise EdgeretError(f"{args.bundle}: bundle for device '{manifest.device.name}' has no TensorRT "
                            "build step; its models run as exported (edgeret verify BUNDLE)")
-    from edgeret_exporters.tensorrt import build_from_spec, tensorrt_version
+    from edgeret_plugins.backends.tensorrt_build import build_from_spec
+    from edgeret_plugins.backends.tensorrt_cache import tensorrt_version
 
     try:
         version = tensorrt_version()

@@ -8,7 +8,7 @@
   onnxruntime. A session whose GPU providers fail to initialise (ONNX
   Runtime would silently run on the CPU) is refused.
 * ``tensorrt``: a serialized ``.engine`` (built on this device by
-  ``edgeret_exporters.tensorrt.build_engine``) run with the TensorRT runtime
+  ``edgeret_plugins.backends.tensorrt_build.build_engine``) run with the TensorRT runtime
   (>= 8.5, the named-tensor API) and a minimal CUDA memory path through
   cuda-python (``cuda.bindings.runtime``/``cuda.cudart``) or, failing that,
   pycuda. An engine whose sidecar says it was built for another TensorRT or
@@ -266,7 +266,7 @@ def _tensorrt_availability() -> Availability:
         return Availability(False, f"TensorRT {version} is installed but {exc}: no CUDA memory path "
                                    "(pip install 'edgeret[cuda]' for cuda-python)")
     try:
-        from edgeret_exporters.tensorrt import gpu_identity
+        from edgeret_plugins.backends.tensorrt_cache import gpu_identity
 
         name, capability = gpu_identity(0)
     except Exception as exc:
@@ -280,7 +280,7 @@ class TensorRtRunner:
     def __init__(self, path: Path, device: int = 0) -> None:
         import tensorrt as trt
 
-        from edgeret_exporters.tensorrt import check_engine_environment
+        from edgeret_plugins.backends.tensorrt_cache import check_engine_environment
 
         path = Path(path)
         if not path.is_file():

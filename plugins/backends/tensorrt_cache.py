@@ -8,7 +8,8 @@ cache key is
                  precision, shape profile)
 
 and ``load_cached_engine`` names every field that differs when it refuses one.
-The builder is :mod:`edgeret_exporters.tensorrt`.
+The builder is :mod:`edgeret_plugins.backends.tensorrt_build`; the exporter that writes the ONNX and
+its build spec is :mod:`edgeret_exporters.tensorrt`.
 """
 
 from __future__ import annotations
