@@ -249,7 +249,8 @@ def test_the_private_name_check_catches_each_form():
 def test_docs_architecture_names_only_files_that_exist():
     """The stage table is kept true: every module path it names is in the tree."""
     text = (ROOT / "docs" / "architecture.md").read_text()
-    folders = ("", "edgeret/", "edgeret/*/", "edgeret/*/*/", "plugins/tasks/*/", "plugins/backends/", "exporters/")
+    folders = ("", "edgeret/", "edgeret/*/", "edgeret/*/*/", "plugins/tasks/*/", "plugins/backends/",
+               "exporters/")
     missing = [p for p in sorted(set(re.findall(r"`([\w/*.]+\.py)`", text)))
                if not any(list(ROOT.glob(f + p)) for f in folders)]
     assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"

@@ -13,7 +13,8 @@ T = TypeVar("T")
 
 def progress_bar(items: Iterable[T], label: str, total: int | None = None,
              enabled: bool = True) -> tqdm:
-    """`for x in progress_bar(items, "train", total=n): ...`; `bar.set_postfix_str("loss 0.1")` adds a note."""
-    # delay: nothing is drawn for loops that end (or fail) within half a second, as before tqdm
-    return tqdm(items, desc=label, total=total, disable=not enabled, file=sys.stderr, mininterval=0.5, delay=0.5,
-                dynamic_ncols=True)
+    """`for x in progress_bar(items, "train", total=n): ...`; `bar.set_postfix_str("loss 0.1")` notes.
+
+    Nothing is drawn for loops that end (or fail) within half a second (`delay`)."""
+    return tqdm(items, desc=label, total=total, disable=not enabled, file=sys.stderr, mininterval=0.5,
+                delay=0.5, dynamic_ncols=True)

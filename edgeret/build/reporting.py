@@ -5,10 +5,8 @@ Drawn with OpenCV so reporting needs nothing beyond the runtime.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.link.atomic import staging_folder
 from edgeret.errors import EdgeretError, InputError
 from edgeret.images.read_write import write_image
+from edgeret.link.atomic import staging_folder
 
 SEED_STRIDE = 1_000_000
 QUALITY_CODES = {"good": 0, "usable": 1, "poor": 2}  # EyeQ's convention (2 = reject)

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.errors import EdgeretError
 from edgeret.build.export import gate as gates
 from edgeret.build.export.targets import Target
 from edgeret.build.export.task_models import example_inputs, torch_outputs
+from edgeret.errors import EdgeretError
 from edgeret.plugin.registrations import ExporterPlugin, TaskPlugin
 
 # ONNX Runtime int8: quantize only the MAC-heavy ops and keep convolutions with few input channels (the

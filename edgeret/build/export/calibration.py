@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.build.progress import progress_bar
 from edgeret.errors import EdgeretError, InputError
 from edgeret.images.read_write import IMAGE_SUFFIXES, list_images
-from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin
 
 DEFAULT_CALIB_SIZE = 128

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeret.bundle.manifest import save_golden, snap_to_uint8
 from edgeret.build.export import gate as gates
 from edgeret.build.export.task_models import runner_outputs, torch_outputs
+from edgeret.bundle.manifest import save_golden, snap_to_uint8
 from edgeret.plugin.registrations import TaskPlugin
 
 # Image outputs: verify wants the replayed output within 0.2 dB of the exported one's PSNR vs fp32, but

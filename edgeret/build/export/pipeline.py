@@ -39,11 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import edgeret
-from edgeret.link.atomic import staging_folder
-from edgeret.bundle.manifest import MANIFEST, clean_json, sha256_file, write_manifest
-from edgeret.bundle.schema import BundleManifest
-from edgeret.devices.profiles import DeviceProfile
-from edgeret.errors import EdgeretError, InputError
 from edgeret.build.export import gate as gates
 from edgeret.build.export.artifacts import (
     accuracy_control_options,
@@ -71,6 +66,11 @@ from edgeret.build.export.task_models import (
     torch_outputs,
     why_not_exportable,
 )
+from edgeret.bundle.manifest import MANIFEST, clean_json, sha256_file, write_manifest
+from edgeret.bundle.schema import BundleManifest
+from edgeret.devices.profiles import DeviceProfile
+from edgeret.errors import EdgeretError, InputError
+from edgeret.link.atomic import staging_folder
 from edgeret.plugin.registrations import TaskPlugin
 
 DEFAULT_HELDOUT = 200

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.build.progress import progress_bar
 from edgeret.devices.profiles import DeviceProfile
 from edgeret.errors import EdgeretError
-from edgeret.build.progress import progress_bar
 from edgeret.plugin.registrations import TaskPlugin, TensorSpec
-
 
 
 class NotExportable(EdgeretError):

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from edgeret.build.data.datasets import load_dataset
-from edgeret.images.read_write import read_image
 from edgeret.build.progress import progress_bar
+from edgeret.images.read_write import read_image
 from edgeret.plugin.registrations import TaskPlugin
 
 LabelFn = Callable[[Mapping[str, Any]], dict[str, int | float]]

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeret.build.data.datasets import is_real_layout, load_dataset
-from edgeret.images.read_write import read_image
-from edgeret.images.preprocess import preprocess_fundus
 from edgeret.build.progress import progress_bar
+from edgeret.images.preprocess import preprocess_fundus
+from edgeret.images.read_write import read_image
 
 _QUALITY = {"good": 0, "usable": 1, "poor": 2, "reject": 2, "bad": 2, "outlier": 2}
 _COARSE_DR = {"0": 0, "NPDR": 1, "PDR": 2}

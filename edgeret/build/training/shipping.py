@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeret.plugin.registrations import TaskPlugin
 from edgeret.build.training.loop import save_weights
+from edgeret.plugin.registrations import TaskPlugin
 
 
 def ship(

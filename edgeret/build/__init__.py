@@ -1,0 +1,1 @@
+"""Build host only (torch allowed): data, training, export to bundles, and the reports of benchmarks."""
