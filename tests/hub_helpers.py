@@ -112,3 +112,31 @@ def wait_for(predicate, seconds: float = 30.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stored_records(store: Path) -> dict[str, dict]:
+    """{capture id: record} as the hub's database holds them (read beside a running hub: SQLite WAL)."""
+    from edgeret.hub.db import DB_FILE, open_repository, sqlite_url
+
+    if not (store / DB_FILE).exists():
+        return {}
+    db = open_repository(sqlite_url(store), upgrade=False)
+    try:
+        return {capture_id: db.get(capture_id) for capture_id in db.ids()}
+    finally:
+        db.close()
+
+
+def stored_record(store: Path, capture_id: str) -> dict | None:
+    return stored_records(store).get(capture_id)
+
+
+def pacs_waiting(store: Path) -> list[str]:
+    """The capture ids the hub's PACS outbox still has to send."""
+    from edgeret.hub.db import open_repository, sqlite_url
+
+    db = open_repository(sqlite_url(store), upgrade=False)
+    try:
+        return db.outbox_ids()
+    finally:
+        db.close()

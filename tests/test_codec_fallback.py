@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_helpers import make_agent, start_hub
+from hub_helpers import make_agent, start_hub, stored_record, stored_records
 
 from edgeret.agent.upload import Uploader
 from edgeret.bitstream import (
@@ -192,7 +191,7 @@ def test_the_hub_stores_and_grades_a_jpeg_xl_capture_end_to_end(tmp_path):
     finally:
         hub.stop()
     assert any("JPEG XL (MS-SSIM" in line for line in agent.lines), agent.lines
-    record = json.loads((store / "records" / f"{capture_id}.json").read_text())
+    record = stored_record(store, capture_id)
     assert record["stream"]["codec"] == "jxl" and record["codec_choice"]["sent"] == "jxl"
     assert record["findings"]["task"] == "dr-grade"
     stream = (store / "streams" / f"{capture_id}.ert").read_bytes()
@@ -223,7 +222,7 @@ def test_a_corrupt_jpeg_xl_payload_is_refused_with_422_and_nothing_is_stored(tmp
     assert refused.kind == "rejected" and "HTTP 422" in refused.detail, refused
     assert "JPEG XL codestream does not decode" in refused.detail
     assert too_big.kind == "rejected" and "HTTP 413" in too_big.detail, too_big  # before decoding
-    assert not list((store / "records").glob("*.json"))
+    assert not stored_records(store)
     assert not list((store / "streams").iterdir()) and not list((store / "dicom").iterdir())
 
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 import pytest
-from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
+from hub_helpers import make_agent, one_spooled_scan, start_hub, stored_records, write_captures
 
 from edgeret.agent.upload import Uploader
 from edgeret.hub.dicom_out import pseudonymous_patient_id
@@ -76,7 +76,7 @@ def test_ambiguous_framing_and_hostile_metadata_get_a_400_with_one_line(hub, cap
     assert status == 400 and says in error, (status, body)
     assert "\n" not in error and answer_headers["Connection"] == "close"
     assert "Traceback" not in capfd.readouterr().err
-    assert not list((hub.store_dir / "records").iterdir())  # nothing of it was stored
+    assert not stored_records(hub.store_dir)  # nothing of it was stored
 
 
 def test_a_get_with_a_body_is_refused_rather_than_read_as_the_next_request(hub):
@@ -170,24 +170,26 @@ def uploaded(tmp_path_factory):
     hub.stop()
 
 
-def test_health_counts_are_kept_in_memory_not_listed_from_the_records_folder(uploaded):
+def test_health_counts_come_from_the_database_not_from_listing_folders(uploaded):
     """The old hub listed every record per health call (0.36 s at 100,000). Structural check: with the
-    records folder moved away the counts are unchanged, so the call did not look at it; they agree with
-    the folder, and a hub restarted on the store counts the same."""
+    stream and DICOM folders moved away the counts are unchanged, so the call did not look at them; they
+    agree with the database (tests/test_hub_db.py times a count over 100,000 rows)."""
     store = uploaded.root / "store"
     before = _health(uploaded)
-    (store / "records").rename(store / "records.away")
+    for name in ("streams", "dicom"):
+        (store / name).rename(store / f"{name}.away")
     try:
-        without_folder = _health(uploaded)
+        without_folders = _health(uploaded)
     finally:
-        (store / "records.away").rename(store / "records")
-    assert before == without_folder == {"status": "ok", "captures": 2, "pacs_waiting": 0}
-    assert before["captures"] == len(list((store / "records").glob("*.json")))
+        for name in ("streams", "dicom"):
+            (store / f"{name}.away").rename(store / name)
+    assert before == without_folders == {"status": "ok", "captures": 2, "pacs_waiting": 0}
+    assert before["captures"] == len(stored_records(store))
 
 
 def test_captures_without_patient_fields_get_distinct_pseudonymous_patient_ids(uploaded):
     store = uploaded.root / "store"
-    records = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    records = list(stored_records(store).values())
     ids = {r["dicom"]["patient_id"] for r in records}
     assert len(ids) == 2 and all(i.startswith("EDGERET-") for i in ids), ids
     for record in records:

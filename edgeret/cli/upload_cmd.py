@@ -165,6 +165,9 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
+    parser.add_argument("--database", metavar="URL",
+                        help="where the records and the PACS outbox live, a SQLAlchemy URL (default: SQLite "
+                             "in the store, STORE/hub.db; postgresql+psycopg://... for a multi-node hub)")
     parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
                         help="largest image a capture's header may declare, checked before decoding "
                              "(default 12000000: 4000x3000; the hub's peak memory is about 0.65 GB + 30 "
@@ -213,6 +216,7 @@ def run_serve(args: argparse.Namespace) -> int:
     check_pair(args.tls_cert, args.tls_key)
     tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     import_optional("pydicom", "dicom")
+    import_optional("sqlalchemy", "hub")
     codec, backend = codec_session(args)
     client = None
     if args.pacs:
@@ -229,7 +233,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
                            token=token, log=_say, tls=tls, cameras=args.cameras,
-                           max_pixels=args.max_pixels or MAX_PIXELS, **limits)
+                           max_pixels=args.max_pixels or MAX_PIXELS, database_url=args.database, **limits)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edgeret.cli import upload_cmd
+from edgeret.cli import hub_cmd, upload_cmd
 from edgeret.hookspecs import hookimpl
 from edgeret.registrations import Subcommand
 
@@ -16,3 +16,6 @@ def edgeret_subcommands() -> Iterable[Subcommand]:
                      upload_cmd.configure_agent, upload_cmd.run_agent)
     yield Subcommand("serve", "hub: receive .ert streams, decode, grade, write DICOM, forward to a PACS",
                      upload_cmd.configure_serve, upload_cmd.run_serve)
+    yield Subcommand("hub", "hub administration: migrate-store (an older hub's JSON records into its "
+                            "database)",
+                     hub_cmd.configure, hub_cmd.run)

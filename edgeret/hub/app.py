@@ -22,12 +22,16 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
               log: Callable[[str], None] = print, backoff: Backoff | None = None,
               poll: float = 5.0, tls: ssl.SSLContext | None = None,
               cameras: str | Path | None = None, max_pixels: int = MAX_PIXELS,
+              database_url: str | None = None, busy_timeout_ms: int | None = None,
               **limits: float) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
     stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS; ``cameras``: a file of
     per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``; ``max_pixels``: the
-    largest image a stream's header may declare (checked before decoding); ``limits``: the HTTP server's
-    ``max_connections``, ``request_deadline``, ``idle_timeout`` and ``read_timeout`` (``HubServer``)."""
+    largest image a stream's header may declare (checked before decoding); ``database_url``: where the
+    records and the PACS outbox live (a SQLAlchemy URL; default SQLite in the store);
+    ``busy_timeout_ms``: how long a database write waits for another's lock; ``limits``: the HTTP
+    server's ``max_connections``, ``request_deadline``, ``idle_timeout`` and ``read_timeout``
+    (``HubServer``)."""
     from edgeret.hub.cameras import CameraKeys
     from edgeret.hub.forwarder import PacsForwarder
 
@@ -36,7 +40,7 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
                            "$EDGERET_HUB_TOKEN), not both")
     log = safe_log(log)  # every line: cameras' file names and metadata end up in some of them
     keys = CameraKeys(cameras, log=log) if cameras is not None else None
-    store = HubStore(store_dir)
+    store = HubStore(store_dir, database_url=database_url, busy_timeout_ms=busy_timeout_ms)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None,
