@@ -165,6 +165,7 @@ def uploaded(tmp_path_factory):
     agent = make_agent(root / "inbox", root / "spool", hub.url)
     assert agent.run_once(max_wait=120) == 0, agent.lines
     agent.spool.close()
+    assert hub.drain(180)  # decoded and graded after the answers
     hub.root = root
     yield hub
     hub.stop()
@@ -183,7 +184,7 @@ def test_health_counts_come_from_the_database_not_from_listing_folders(uploaded)
     finally:
         for name in ("streams", "dicom"):
             (store / f"{name}.away").rename(store / name)
-    assert before == without_folders == {"status": "ok", "captures": 2, "pacs_waiting": 0}
+    assert before == without_folders == {"status": "ok", "captures": 2, "pacs_waiting": 0, "queued": 0}
     assert before["captures"] == len(stored_records(store))
 
 

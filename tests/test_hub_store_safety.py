@@ -108,21 +108,22 @@ def _allow_new_files(fs: Path, n: int) -> None:
     subprocess.run(["mount", "-o", f"remount,nr_inodes={used + n}", str(fs)], check=True)
 
 
-def test_a_full_disk_at_the_dicom_leaves_nothing_queued_and_the_retry_is_stored(tiny_fs, tmp_path):
+def test_a_full_disk_at_the_stream_leaves_nothing_queued_and_the_retry_is_stored(tiny_fs, tmp_path):
     """The old hub answered 500 but still sent the DICOM to the PACS, and answered every retry '500
     KeyError: stream_sha256' for ever; its 500 showed the store's path to the camera. Now the database row
-    is the commit mark: a failed file write leaves no row, no outbox entry and no file."""
+    is the commit mark: a stream that cannot be written leaves no row, no outbox entry and no file."""
     item = one_spooled_scan(tmp_path)
     store = tiny_fs / "store"
     hub = start_hub(store, pacs="http://127.0.0.1:9/dicom-web")  # forwarding on; this PACS never answers
     try:
-        _allow_new_files(tiny_fs, 1)  # the stream fits; the DICOM does not
+        _allow_new_files(tiny_fs, 0)  # not even the stream fits
         failed = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
         after_failure = _health(hub)
         left = sorted(str(p.relative_to(store)) for p in store.rglob("*")
                       if p.is_file() and p.parent.name in ("streams", "dicom"))
         _allow_new_files(tiny_fs, 1000)  # space again
         retry = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
+        record = stored_record(store, item.capture_id)
         after_retry = _health(hub)
     finally:
         hub.stop()
@@ -133,8 +134,34 @@ def test_a_full_disk_at_the_dicom_leaves_nothing_queued_and_the_retry_is_stored(
     assert logged and "No space left on device" in logged[0] and str(store) in logged[0]
     assert left == [] and after_failure["pacs_waiting"] == 0 and after_failure["captures"] == 0
     assert retry.kind == "delivered" and retry.receipt["status"] == "stored", retry
-    assert stored_record(store, item.capture_id)["stream_sha256"] == retry.receipt["stream_sha256"]
-    assert after_retry["captures"] == 1 and after_retry["pacs_waiting"] == 1
+    assert record["stream_sha256"] == retry.receipt["stream_sha256"] and record["status"] == "graded"
+    assert (after_retry["captures"], after_retry["pacs_waiting"], after_retry["queued"]) == (1, 1, 0)
+
+
+def test_a_full_disk_at_the_dicom_holds_the_capture_until_there_is_space(tiny_fs, tmp_path):
+    """The capture was acknowledged (its stream and row are safe) when the worker cannot write its DICOM:
+    it stays unfinished, health says 'degraded' without a path, and the worker tries again until it can."""
+    item = one_spooled_scan(tmp_path)
+    store = tiny_fs / "store"
+    hub = start_hub(store, local_retry=0.5)
+    try:
+        _allow_new_files(tiny_fs, 1)  # the stream fits; the DICOM does not
+        sent = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
+        assert wait_for(lambda: any("while writing its DICOM" in line for line in hub.lines), 60), hub.lines
+        held = stored_record(store, item.capture_id, settled=False)
+        degraded = _health(hub)
+        _allow_new_files(tiny_fs, 1000)
+        record = stored_record(store, item.capture_id)
+        healthy = _health(hub)
+    finally:
+        hub.stop()
+    assert sent.kind == "delivered" and sent.receipt["status"] == "stored", sent
+    assert held["status"] in ("stored", "decoded") and degraded["status"] == "degraded", (held, degraded)
+    assert degraded["problems"] == ["workers: a capture could not be finished: a file or the database "
+                                    "cannot be written (see the hub's log)"]
+    assert record["status"] == "graded" and record["findings"]["task"] == "quality-oct"
+    assert healthy == {"status": "ok", "captures": 1, "pacs_waiting": 0, "queued": 0}
+    assert (store / "dicom" / f"{item.capture_id}.dcm").is_file()
 
 
 def test_the_forwarder_survives_a_locked_database_after_the_pacs_took_the_object(orthanc, tmp_path):
@@ -152,6 +179,7 @@ def test_the_forwarder_survives_a_locked_database_after_the_pacs_took_the_object
     try:
         sent = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
         assert sent.kind == "delivered", sent
+        assert hub.drain(120)  # graded, its DICOM in the outbox (the answer came before decoding)
         blocker = sqlite3.connect(store / "hub.db", timeout=10, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # the write lock, held as another process's transaction would
         orthanc.start()
@@ -174,7 +202,7 @@ def test_the_forwarder_survives_a_locked_database_after_the_pacs_took_the_object
     assert degraded["problems"] == ["PACS forwarder: a file in the hub's store cannot be written or read "
                                     "(a full disk?) (see the hub's log)"]  # no paths: health is public
     assert len(in_pacs) == 1  # the PACS had it all along
-    assert noted and healthy == {"status": "ok", "captures": 1, "pacs_waiting": 0}
+    assert noted and healthy == {"status": "ok", "captures": 1, "pacs_waiting": 0, "queued": 0}
     assert stored_record(store, item.capture_id)["pacs"]["sop_instance_uid"] == sop_uid
 
 

@@ -57,9 +57,10 @@ def test_spool_refuses_ids_that_could_escape_its_folder(tmp_path):
 
 def test_hub_store_commits_its_row_last_and_recovers_half_commits(tmp_path):
     store = HubStore(tmp_path)
-    store.commit(_id(1), b"stream", b"dicom", {"stream_sha256": "x"}, forward=True)
+    store.save(_id(1), b"stream", {"stream_sha256": "x"})
+    store.db.complete({**store.record(_id(1)), "findings": {}}, dicom_path="dicom/x.dcm", forward=True)
     assert store.ids() == [_id(1)] and store.outbox_ids() == [_id(1)]
-    # a crash after the stream and DICOM of capture 2 were written, before its record
+    # a crash after the stream and DICOM of capture 2 were written, before its row
     (tmp_path / "streams" / f"{_id(2)}.ert").write_bytes(b"s")
     (tmp_path / "dicom" / f"{_id(2)}.dcm").write_bytes(b"d")
     store.close()

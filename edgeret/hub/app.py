@@ -1,4 +1,4 @@
-"""Wire one hub together: store, intake, HTTP server and (with a PACS) the forwarder."""
+"""Wire one hub together: store, intake, worker pool, HTTP server and (with a PACS) the forwarder."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 from edgeret.codec_io import CodecSession
 from edgeret.errors import EdgeretError
 from edgeret.grading import Grader
-from edgeret.hub.intake import MAX_PIXELS, Intake
+from edgeret.hub.intake import LOCAL_RETRY, MAX_PIXELS, Intake
 from edgeret.hub.pacs import StowClient
 from edgeret.hub.server import HubServer, safe_log
 from edgeret.hub.store import HubStore
+from edgeret.hub.workers import DEFAULT_QUEUE_LIMIT, DEFAULT_WORKERS, WorkerPool
 from edgeret.retry import Backoff
 from edgeret.upload_protocol import DEFAULT_PORT
 
@@ -23,13 +24,16 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
               poll: float = 5.0, tls: ssl.SSLContext | None = None,
               cameras: str | Path | None = None, max_pixels: int = MAX_PIXELS,
               database_url: str | None = None, busy_timeout_ms: int | None = None,
-              **limits: float) -> HubServer:
+              workers: int = DEFAULT_WORKERS, queue_limit: int = DEFAULT_QUEUE_LIMIT,
+              local_retry: float = LOCAL_RETRY, **limits: float) -> HubServer:
     """A bound HubServer (OSError if the port is taken); with ``pacs`` its forwarder is running and
     stops with the server (``stop`` / ``close``); with ``tls`` it serves HTTPS; ``cameras``: a file of
     per-camera tokens (``edgeret.hub.cameras``) instead of one shared ``token``; ``max_pixels``: the
     largest image a stream's header may declare (checked before decoding); ``database_url``: where the
     records and the PACS outbox live (a SQLAlchemy URL; default SQLite in the store);
-    ``busy_timeout_ms``: how long a database write waits for another's lock; ``limits``: the HTTP
+    ``busy_timeout_ms``: how long a database write waits for another's lock; ``workers``: decode and
+    grade threads, fed by a queue of at most ``queue_limit`` captures (more: 503 Retry-After);
+    ``local_retry``: seconds before a capture a full disk held up is tried again; ``limits``: the HTTP
     server's ``max_connections``, ``request_deadline``, ``idle_timeout`` and ``read_timeout``
     (``HubServer``)."""
     from edgeret.hub.cameras import CameraKeys
@@ -44,8 +48,12 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None,
-                    max_pixels=max_pixels)
+                    max_pixels=max_pixels, log=log, local_retry=local_retry)
+    pool = WorkerPool(intake.process, workers=workers, queue_limit=queue_limit, log=log)
+    intake.attach(pool)  # captures an earlier run acknowledged but did not finish are queued again
+
     def on_stop() -> None:
+        pool.stop()  # the captures being decoded are finished; queued ones stay 'stored' for the next start
         if forwarder:
             forwarder.stop()
         store.close()
@@ -56,6 +64,7 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     except BaseException:
         store.close()  # the port was taken: leave the store free for the next try
         raise
+    pool.start()
     if forwarder:
         forwarder.start(poll)
     return server

@@ -187,6 +187,12 @@ class HubServer:
         self.httpd.shutdown()
         self.close()
 
+    def drain(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until the workers have finished every capture queued; True if they
+        did. What is left stays ``stored`` in the database and is queued again at the next start."""
+        pool = self.intake.pool
+        return pool is None or pool.wait_idle(timeout)
+
     def close(self) -> None:
         """Release the socket and stop what runs beside the server (the PACS forwarder)."""
         self.httpd.server_close()
@@ -230,12 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per capture comes from do_PUT instead of one per request
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, sort_keys=True).encode()
         try:
             self.connection.settimeout(self.timeout)  # the reads left it at what remained of the deadline
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -314,9 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/v1/health" and not self._authorised():
             return
         if self.path == "/v1/health":
-            store, problems = self.intake.store, self.problems()  # counts kept in memory: no folder listing
-            answer = {"status": "degraded" if problems else "ok", "captures": store.count(),
-                      "pacs_waiting": len(store.outbox_ids())}
+            intake = self.intake
+            problems = self.problems() + intake.problems()  # counts from the database: no folder listing
+            pool = intake.pool
+            answer = {"status": "degraded" if problems else "ok", "captures": intake.store.count(),
+                      "pacs_waiting": intake.store.db.outbox_waiting(),
+                      "queued": pool.depth() + pool.busy() if pool else 0}
             self._send(200, {**answer, "problems": problems} if problems else answer)
             return
         match = CAPTURE_PATH.match(self.path)
@@ -356,7 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta,
                                                  camera=self.camera)
         except Refused as exc:
-            self._refuse(exc.status, str(exc), meta)
+            self._refuse(exc.status, str(exc), meta, retry_after=exc.retry_after)
             return
         except Exception as exc:  # a hub bug or a full disk: 500 (the camera retries), not a dropped socket
             error_id = secrets.token_hex(4)  # the camera sees the id, only the log sees paths and details
@@ -366,17 +377,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(500, f"hub error {error_id}: the capture was not stored; it will be stored when "
                               f"sent again (the hub's log has the details under this id)", meta)
             return
-        findings = answer.get("findings") or {}
-        said = findings.get("result", findings.get("grade"))
         sender = f"camera {self.camera} at " if self.camera else ""
         self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
-                 f"{sender}{self.client_address[0]}: {findings.get('task')}: {said}")
+                 f"{sender}{self.client_address[0]}: {answer.get('processing')}")
         self._send(status, answer)
 
-    def _refuse(self, status: int, message: str, meta: dict | None = None) -> None:
+    def _refuse(self, status: int, message: str, meta: dict | None = None,
+                retry_after: int | None = None) -> None:
         self.log(f"refused {self.path} ({(meta or {}).get('source_name', '?')}): HTTP {status}: {message}")
         self.close_connection = True  # the body may be unread; do not reuse the connection
-        self._send(status, {"error": message})
+        self._send(status, {"error": message}, {"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def _depth(value: Any) -> int:

@@ -6,11 +6,12 @@ Layout under the store folder::
     dicom/ID.dcm      the decoded image with the hub's findings
     hub.db            SQLite (WAL): one row per capture, the PACS outbox (edgeret.hub.db)
 
-A capture's database row is the commit mark: its stream (and DICOM) file is
-written and fsynced first, then the row. A stream or DICOM file without a row
-is a commit a crash interrupted: the camera got no acknowledgement and will
-send it again, so ``recover`` removes it; a commit that fails (a full disk)
-removes what it wrote itself. Files are written 0600 in 0700 folders, the
+A capture's database row is the commit mark: its stream file is written and
+fsynced first, then the row (``stored``); a worker later writes the DICOM and
+marks the row ``graded``. A stream or DICOM file without a row is a commit a
+crash interrupted: the camera got no acknowledgement and will send it again,
+so ``recover`` removes it; a save that fails (a full disk) removes what it
+wrote itself. Files are written 0600 in 0700 folders, the
 database too: they hold patient data.
 
 A store an older hub kept as JSON records (``records/ID.json``) is imported
@@ -29,7 +30,7 @@ from edgeret.atomic import make_folders, write_bytes_atomic
 from edgeret.errors import EdgeretError
 from edgeret.folder_lock import FolderLock
 from edgeret.hub.db import BUSY_TIMEOUT_MS, DB_FILE, open_repository, sqlite_url
-from edgeret.hub.db.models import GRADED
+from edgeret.hub.db.models import STORED
 from edgeret.hub.db.repository import HubRepository
 from edgeret.upload_protocol import check_capture_id
 
@@ -104,26 +105,19 @@ class HubStore:
         check_capture_id(capture_id)
         return self.streams / f"{capture_id}.ert"
 
-    def commit(self, capture_id: str, stream: bytes, dicom: bytes, record: dict[str, Any], *,
-               forward: bool) -> None:
-        """Stream, DICOM, then the row (with its outbox row when ``forward``), in this order.
+    def save(self, capture_id: str, stream: bytes, record: dict[str, Any]) -> None:
+        """The stream (fsynced), then its row as ``stored``: the capture is acknowledged once this returns.
 
-        If any step fails (OSError: a full disk; a database error) what this call wrote is removed
-        again and nothing is queued for the PACS: the capture is absent, the camera's retry starts
-        afresh."""
+        If either fails (a full disk, a database that cannot be written) the stream is removed again: the
+        capture is absent and the camera's retry starts afresh."""
         check_capture_id(capture_id)
-        record = {**record, "capture_id": capture_id}
-        written: list[Path] = []
+        path = self.stream_path(capture_id)
         try:
-            for path, data in ((self.stream_path(capture_id), stream), (self.dicom_path(capture_id), dicom)):
-                write_bytes_atomic(path, data, mode=PRIVATE_FILE)
-                written.append(path)
-            self.db.add(record, status=GRADED, dicom_path=str(self.dicom_path(capture_id).relative_to(
-                self.root)), forward=forward)
+            write_bytes_atomic(path, stream, mode=PRIVATE_FILE)
+            self.db.add({**record, "capture_id": capture_id}, status=STORED)
         except BaseException:
-            for path in written:
-                with contextlib.suppress(OSError):  # else recover() removes it at the next start
-                    path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # else recover() removes it at the next start
+                path.unlink(missing_ok=True)
             raise
 
     # --- PACS outbox ----------------------------------------------------------------------

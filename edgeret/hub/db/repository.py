@@ -7,7 +7,6 @@ between the two leaves a stream without a row, which ``HubStore.recover`` remove
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -34,11 +33,6 @@ class AlreadyThere(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; they were stored as UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def columns(record: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +138,12 @@ class HubRepository:
                 record=_json_safe(record), **columns(record)))
             if forward and session.get(OutboxItem, capture_id) is None:
                 session.add(_outbox_row(capture_id, now))
+
+    def mark(self, capture_id: str, status: str) -> None:
+        """A step of the capture's processing is done (``decoded``)."""
+        with self._write() as session, session.begin():
+            session.execute(update(Capture).where(Capture.capture_id == capture_id).values(
+                status=status, updated_at=utcnow()))
 
     def fail(self, capture_id: str, reason: str) -> None:
         """Processing after the answer failed for good (the stream does not decode, ...)."""
@@ -260,6 +260,3 @@ def _record_of(row: Capture) -> dict[str, Any]:
 def _json_safe(record: dict[str, Any]) -> dict[str, Any]:
     """The record as JSON will hold it (no private keys)."""
     return {k: v for k, v in record.items() if not k.startswith("_")}
-
-
-__all__ = ["AlreadyThere", "Due", "HubRepository", "columns", "utcnow", "time"]
