@@ -72,6 +72,7 @@ test_hub_cameras.py
 test_hub_db.py
 test_hub_declared_size.py
 test_hub_hangups.py
+test_hub_metrics.py
 test_hub_pacs.py
 test_hub_store_safety.py
 test_hub_workers.py

@@ -141,6 +141,7 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
         while time.monotonic() < deadline and status != 200:
             status = _exchange(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
             time.sleep(0.05)
+        metrics = urllib.request.urlopen(f"{hub.url}/metrics", timeout=10).read().decode()
     finally:
         for sock in idle:
             sock.close()
@@ -150,6 +151,7 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
     assert len(workers) <= 3, [t.name for t in workers]
     assert status == 200  # once the idle ones left, the hub serves again
     assert any("connections open (the limit)" in line for line in hub.lines)
+    assert "edgeret_hub_connections_turned_away_total 5.0" in metrics
 
 
 def _health(hub) -> dict:

@@ -42,15 +42,23 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
     if cameras is not None and token is not None:
         raise EdgeretError("give either per-camera tokens (--cameras) or one shared token (--token-file or "
                            "$EDGERET_HUB_TOKEN), not both")
+    from edgeret.hub.hub_metrics import HubMetrics
+
     log = safe_log(log)  # every line: cameras' file names and metadata end up in some of them
+    metrics = HubMetrics()
     keys = CameraKeys(cameras, log=log) if cameras is not None else None
     store = HubStore(store_dir, database_url=database_url, busy_timeout_ms=busy_timeout_ms)
     forwarder = PacsForwarder(store, pacs, log=log, backoff=backoff) if pacs else None
     intake = Intake(store, codec, grader, forward=forwarder is not None,
                     on_commit=forwarder.notify if forwarder else lambda capture_id: None,
-                    max_pixels=max_pixels, log=log, local_retry=local_retry)
+                    max_pixels=max_pixels, log=log, local_retry=local_retry, observe=metrics.observe)
+    intake.counted = lambda outcome: metrics.processed.labels(outcome).inc()
+    if forwarder:
+        forwarder.counted = lambda outcome: (metrics.pacs_sent.inc() if outcome == "sent"
+                                             else metrics.pacs_failures.labels(outcome).inc())
     pool = WorkerPool(intake.process, workers=workers, queue_limit=queue_limit, log=log)
     intake.attach(pool)  # captures an earlier run acknowledged but did not finish are queued again
+    metrics.gauges(queue_depth=pool.depth, workers_busy=pool.busy, outbox_depth=store.db.outbox_waiting)
 
     def on_stop() -> None:
         pool.stop()  # the captures being decoded are finished; queued ones stay 'stored' for the next start
@@ -60,7 +68,7 @@ def build_hub(store_dir: str | Path, codec: CodecSession, grader: Grader, *, bin
 
     try:
         server = HubServer(intake, bind, port, log=log, token=token, tls=tls, cameras=keys, on_stop=on_stop,
-                           problems=forwarder.problems if forwarder else list, **limits)
+                           problems=forwarder.problems if forwarder else list, metrics=metrics, **limits)
     except BaseException:
         store.close()  # the port was taken: leave the store free for the next try
         raise

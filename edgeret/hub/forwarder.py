@@ -40,6 +40,7 @@ class PacsForwarder:
         self.next_attempt = 0.0  # monotonic; a new upload does not shorten a back-off
         self.problem: str | None = None  # what the last pass failed on (for the log)
         self.problem_kind: str | None = None  # the same without details (for health); None once delivered
+        self.counted: Callable[[str], None] = lambda outcome: None  # sent / unreachable / refused / local
 
     def problems(self) -> list[str]:
         """For the (unauthenticated) health answer: why objects are not reaching the PACS now (empty: they
@@ -50,6 +51,7 @@ class PacsForwarder:
 
     def _failed(self, problem: str, kind: str) -> int:
         """Note a failure, back off, log one line; returns how many objects wait."""
+        self.counted("local" if kind in (LOCAL, "internal error") else "unreachable")
         delay = self.backoff.failed()
         self.next_attempt = time.monotonic() + delay
         self.problem, self.problem_kind = problem, kind
@@ -86,7 +88,8 @@ class PacsForwarder:
                     self.store.pacs_refused(capture_id, str(exc))
                 except LOCAL_ERRORS as local:
                     return self._failed(f"cannot set {capture_id[:12]} aside ({one_line(local)})", LOCAL)
-                self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside in pacs-rejected/")
+                self.counted("refused")
+                self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside (outbox row 'refused')")
                 continue
             try:
                 self.store.forwarded(capture_id, {"sop_instance_uid": uid, "forwarded_at": time.time(),
@@ -95,6 +98,7 @@ class PacsForwarder:
                 return self._failed(f"the PACS has {capture_id[:12]} but its record cannot be updated "
                                     f"({one_line(exc)}); sending it again later", LOCAL)
             self.backoff.succeeded()
+            self.counted("sent")
             self.problem = self.problem_kind = None
             self.log(f"PACS: stored {capture_id[:12]} as {uid}")
         return len(self.store.outbox_ids())

@@ -67,6 +67,7 @@ class Intake:
         self.max_pixels, self.on_commit, self.log = max_pixels, on_commit, log
         self.local_retry, self.observe = local_retry, observe
         self.pool: WorkerPool | None = None
+        self.counted: Callable[[str], None] = lambda outcome: None  # graded / failed (the metrics)
         self.local_problem: str | None = None  # for health: a capture a local failure holds up
         self._lock = threading.Lock()  # one id's check-then-store at a time (no decoding inside: short)
 
@@ -178,6 +179,7 @@ class Intake:
         except (*LOCAL, EdgeretError) as exc:  # EdgeretError here: write_bytes_atomic's InputError
             return self._local_failure(capture_id, "writing its DICOM or its row", exc)
         self.local_problem = None
+        self.counted("graded")
         said = findings.get("result", findings.get("grade"))
         self.log(f"graded {capture_id[:12]} ({record.get('source_name') or '?'}): "
                  f"{findings.get('task')}: {said}")
@@ -186,6 +188,7 @@ class Intake:
 
     def _failed(self, capture_id: str, reason: str) -> None:
         self.log(f"failed {capture_id[:12]}: {reason}")
+        self.counted("failed")
         try:
             self.store.db.fail(capture_id, reason)
         except LOCAL as exc:

@@ -3,6 +3,7 @@
 ``PUT /v1/captures/ID``  an ``.ert`` stream -> 201 stored / 200 already stored / 4xx why not
 ``GET /v1/captures/ID``  the record the hub keeps for a capture (404 if none)
 ``GET /v1/health``       liveness, and how many objects still wait for the PACS
+``GET /metrics``         Prometheus metrics (counts and timings only: edgeret.hub.hub_metrics)
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeret.bitstream import MAX_STREAM
 from edgeret.errors import one_line
 from edgeret.hub.cameras import CameraKeys
 from edgeret.hub.intake import Intake, Refused
+
+if TYPE_CHECKING:
+    from edgeret.hub.hub_metrics import HubMetrics
 from edgeret.upload_protocol import (
     CAPTURE_ID,
     CAPTURE_PATH,
@@ -94,9 +98,9 @@ class _ThreadingServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], turned_away: Callable[[], None] = lambda: None) -> None:
         super().__init__(address, handler)
-        self.max_connections = max_connections
+        self.max_connections, self.turned_away = max_connections, turned_away
         self._slots = threading.BoundedSemaphore(max_connections)
         self._log, self._busy_logged = log, 0.0
 
@@ -118,6 +122,7 @@ class _ThreadingServer(ThreadingHTTPServer):
             self._slots.release()
 
     def _turn_away(self, request: socket.socket) -> None:
+        self.turned_away()
         now = time.monotonic()
         if now - self._busy_logged > 10:  # one line per 10 s however many are turned away
             self._busy_logged = now
@@ -153,13 +158,15 @@ class HubServer:
                  token: str | None = None, tls: ssl.SSLContext | None = None,
                  cameras: CameraKeys | None = None, max_connections: int = MAX_CONNECTIONS,
                  request_deadline: float = REQUEST_DEADLINE, idle_timeout: float = IDLE_TIMEOUT,
-                 read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list) -> None:
+                 read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list,
+                 metrics: HubMetrics | None = None) -> None:
         log = safe_log(log)
         attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras,
-                 "problems": staticmethod(problems),
+                 "problems": staticmethod(problems), "metrics": metrics,
                  "timeout": read_timeout, "request_deadline": request_deadline, "idle_timeout": idle_timeout}
         handler = type("HubHandler", (_Handler,), attrs)
-        self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log)
+        self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log,
+                                      turned_away=metrics.turned_away.inc if metrics else lambda: None)
         self.scheme = "https" if tls else "http"
         if tls:
             # the handshake runs in the connection's own thread (see _Handler.handle), under its socket
@@ -206,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     cameras: CameraKeys | None = None  # per-camera tokens instead
     camera: str | None = None  # the camera this request authenticated as
     problems: Callable[[], list[str]]  # what is wrong beside the intake (the PACS forwarder), for health
+    metrics: HubMetrics | None = None
     timeout = SOCKET_TIMEOUT  # per read (StreamRequestHandler sets it on the socket)
     request_deadline = REQUEST_DEADLINE
     idle_timeout = IDLE_TIMEOUT
@@ -237,11 +245,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per capture comes from do_PUT instead of one per request
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body, sort_keys=True).encode()
+        self._send_raw(status, json.dumps(body, sort_keys=True).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, data: bytes, content_type: str,
+                  headers: dict[str, str] | None = None) -> None:
         try:
             self.connection.settimeout(self.timeout)  # the reads left it at what remained of the deadline
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
@@ -319,6 +330,9 @@ class _Handler(BaseHTTPRequestHandler):
         if length:  # a GET's body would be read as the next request
             self._refuse(400, "a GET request has no body")
             return
+        if self.path == "/metrics" and self.metrics is not None:  # counts only, like health: no token
+            self._send_raw(200, self.metrics.render(), self.metrics.content_type)
+            return
         if self.path != "/v1/health" and not self._authorised():
             return
         if self.path == "/v1/health":
@@ -342,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, record)
 
     def do_PUT(self) -> None:  # noqa: N802
+        if self.metrics is not None:
+            self.metrics.received.inc()
         length = self._framing()  # nothing of the body is read before these checks
         if length is None or not self._authorised():
             return
@@ -377,6 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(500, f"hub error {error_id}: the capture was not stored; it will be stored when "
                               f"sent again (the hub's log has the details under this id)", meta)
             return
+        if status == 201 and self.metrics is not None:
+            self.metrics.stored.inc()
         sender = f"camera {self.camera} at " if self.camera else ""
         self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
                  f"{sender}{self.client_address[0]}: {answer.get('processing')}")
@@ -385,6 +403,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse(self, status: int, message: str, meta: dict | None = None,
                 retry_after: int | None = None) -> None:
         self.log(f"refused {self.path} ({(meta or {}).get('source_name', '?')}): HTTP {status}: {message}")
+        if self.command == "PUT" and self.metrics is not None:
+            self.metrics.refusal(status)
         self.close_connection = True  # the body may be unread; do not reuse the connection
         self._send(status, {"error": message}, {"Retry-After": str(retry_after)} if retry_after else None)
 
