@@ -74,6 +74,7 @@ test_hub_declared_size.py
 test_hub_hangups.py
 test_hub_metrics.py
 test_hub_pacs.py
+test_hub_shutdown.py
 test_hub_store_safety.py
 test_hub_workers.py
 test_runtime_without_torch.py

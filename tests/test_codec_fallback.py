@@ -223,7 +223,7 @@ def test_a_corrupt_jpeg_xl_payload_is_stored_then_failed_with_the_reason(tmp_pat
         uploader = Uploader(hub.url)
         accepted = uploader.send(capture_id, stream, {"source_name": "bad.png"})
         too_big = uploader.send(hashlib.sha256(huge.stream).hexdigest(), huge.stream, {"source_name": "big"})
-        assert hub.drain(60)
+        assert hub.wait_idle(60)
         got = json.loads(urllib.request.urlopen(f"{hub.url}/v1/captures/{capture_id}", timeout=10).read())
     finally:
         hub.stop()

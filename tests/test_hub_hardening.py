@@ -167,7 +167,7 @@ def uploaded(tmp_path_factory):
     agent = make_agent(root / "inbox", root / "spool", hub.url)
     assert agent.run_once(max_wait=120) == 0, agent.lines
     agent.spool.close()
-    assert hub.drain(180)  # decoded and graded after the answers
+    assert hub.wait_idle(180)  # decoded and graded after the answers
     hub.root = root
     yield hub
     hub.stop()

@@ -45,7 +45,7 @@ def test_metrics_count_what_the_hub_did_and_hold_nothing_of_the_patient(tmp_path
         uploader = Uploader(hub.url)
         garbage = uploader.send("ab" * 32, b"not a stream", {"source_name": "garbage.ert"})
         too_big = uploader.send(hashlib.sha256(attack).hexdigest(), attack, {"source_name": "attack.ert"})
-        assert hub.drain(120)
+        assert hub.wait_idle(120)
         assert wait_for(lambda: _scrape(hub.url)[1][("edgeret_hub_pacs_failures_total",
                                                      (("kind", "unreachable"),))] >= 1, 30)
         text, after = _scrape(hub.url)

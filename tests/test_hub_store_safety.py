@@ -179,7 +179,7 @@ def test_the_forwarder_survives_a_locked_database_after_the_pacs_took_the_object
     try:
         sent = Uploader(hub.url).send(item.capture_id, item.read_stream(), item.meta)
         assert sent.kind == "delivered", sent
-        assert hub.drain(120)  # graded, its DICOM in the outbox (the answer came before decoding)
+        assert hub.wait_idle(120)  # graded, its DICOM in the outbox (the answer came before decoding)
         blocker = sqlite3.connect(store / "hub.db", timeout=10, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # the write lock, held as another process's transaction would
         orthanc.start()

@@ -57,13 +57,13 @@ def test_the_answer_comes_before_decoding_and_a_full_queue_is_503_with_retry_aft
         busy = [(s, h, b) for s, h, b in answers if s == 503]
         accepted = [b for s, _, b in answers if s == 201]
         health = json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=10).read())
-        assert hub.drain(120)
+        assert hub.wait_idle(120)
         later = {b["capture_id"]: _get(hub.url, b["capture_id"]) for b in accepted}
         retried = []
         for i, (status, _, _) in enumerate(answers):
             if status == 503:  # a camera's retry, once the queue has room again
                 retried.append(_put(hub.url, items[i]))
-                hub.drain(120)
+                hub.wait_idle(120)
     finally:
         hub.stop()
     assert len(accepted) >= 2 and busy, [s for s, _, _ in answers]  # decode is ~0.4 s, a PUT milliseconds

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from edgeret.bitstream import MAX_STREAM
 from edgeret.errors import one_line
 from edgeret.hub.cameras import CameraKeys
+from edgeret.hub.http_parts import DeadlineReader, InFlight, json_depth, safe_log
 from edgeret.hub.intake import Intake, Refused
 
 if TYPE_CHECKING:
@@ -46,48 +47,6 @@ MAX_CONNECTIONS = 64  # connections served at once (one thread each); more are a
 BUSY_RETRY_AFTER = 5  # seconds, in that 503 (the agent honours it)
 DIGITS = re.compile(r"[0-9]{1,15}")  # a Content-Length: ASCII digits only (str.isdigit() takes '²')
 SINGLE_HEADERS = ("Content-Length", "Transfer-Encoding", "Authorization", "Host", META_HEADER, SHA_HEADER)
-
-
-def log_safe(text: str) -> str:
-    """``text`` with every control character escaped (a newline becomes the two characters \\n): what a
-    camera sends (file names, metadata, paths) can never forge a line in the hub's log."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def safe_log(log: Callable[[str], None]) -> Callable[[str], None]:
-    def write(line: str) -> None:
-        log(log_safe(line))
-
-    write.escapes = True  # type: ignore[attr-defined] - so wrapping twice is a no-op
-    return log if getattr(log, "escapes", False) else write
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The connection's read side with an overall deadline per request, not only a per-read timeout.
-
-    Between requests a read waits at most ``idle`` seconds; the first byte of a request starts its
-    deadline, after which every read waits at most what is left of it (and at most ``per_read``)."""
-
-    def __init__(self, sock: socket.socket, *, idle: float, per_read: float, whole: float) -> None:
-        super().__init__()
-        self.sock, self.idle, self.per_read, self.whole = sock, idle, per_read, whole
-        self.deadline: float | None = None  # None: between requests
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.deadline is None:
-            timeout = self.idle
-        else:
-            timeout = min(self.per_read, self.deadline - time.monotonic())
-            if timeout <= 0:
-                raise TimeoutError(f"the request took longer than its {self.whole:g} s deadline")
-        self.sock.settimeout(timeout)
-        n = self.sock.recv_into(buffer)
-        if self.deadline is None and n:
-            self.deadline = time.monotonic() + self.whole
-        return n
 
 
 class _ThreadingServer(ThreadingHTTPServer):
@@ -161,8 +120,9 @@ class HubServer:
                  read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list,
                  metrics: HubMetrics | None = None) -> None:
         log = safe_log(log)
+        self.requests = InFlight()
         attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras,
-                 "problems": staticmethod(problems), "metrics": metrics,
+                 "problems": staticmethod(problems), "metrics": metrics, "requests": self.requests,
                  "timeout": read_timeout, "request_deadline": request_deadline, "idle_timeout": idle_timeout}
         handler = type("HubHandler", (_Handler,), attrs)
         self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log,
@@ -173,7 +133,8 @@ class HubServer:
             # timeout: a client that connects and says nothing must not stall the accept loop
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
                                                 do_handshake_on_connect=False)
-        self.intake, self.on_stop, self.cameras = intake, on_stop, cameras
+        self.intake, self.on_stop, self.cameras, self.log = intake, on_stop, cameras, log
+        self.grace = request_deadline + 30  # a request in flight: its body's deadline, then storing it
         self._thread: threading.Thread | None = None
 
     @property
@@ -194,14 +155,24 @@ class HubServer:
         self.httpd.shutdown()
         self.close()
 
-    def drain(self, timeout: float) -> bool:
+    def wait_idle(self, timeout: float) -> bool:
         """Wait (up to ``timeout``) until the workers have finished every capture queued; True if they
-        did. What is left stays ``stored`` in the database and is queued again at the next start."""
+        did (the hub goes on serving: for tools and tests)."""
         pool = self.intake.pool
         return pool is None or pool.wait_idle(timeout)
 
+    def drain(self, timeout: float) -> bool:
+        """For a stop: finish the requests in flight (no new ones: 503), then wait (up to ``timeout``)
+        until the workers have finished every capture queued; True if they did. What is left stays
+        ``stored`` in the database and is queued again at the next start."""
+        self.requests.finish(self.grace)
+        return self.wait_idle(timeout)
+
     def close(self) -> None:
-        """Release the socket and stop what runs beside the server (the PACS forwarder)."""
+        """Finish the requests in flight, release the socket and stop what runs beside the server (the
+        workers finish the capture each is on; the PACS forwarder)."""
+        if not self.requests.finish(self.grace):
+            self.log(f"hub: requests still in flight after {self.grace:g} s; closing anyway")
         self.httpd.server_close()
         self.on_stop()
 
@@ -214,6 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
     camera: str | None = None  # the camera this request authenticated as
     problems: Callable[[], list[str]]  # what is wrong beside the intake (the PACS forwarder), for health
     metrics: HubMetrics | None = None
+    requests: InFlight  # the server's, to finish them at a stop
     timeout = SOCKET_TIMEOUT  # per read (StreamRequestHandler sets it on the socket)
     request_deadline = REQUEST_DEADLINE
     idle_timeout = IDLE_TIMEOUT
@@ -223,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the base class's reader: replaced by one with a deadline per request
-        self._reader = _DeadlineReader(self.connection, idle=self.idle_timeout, per_read=self.timeout,
+        self._reader = DeadlineReader(self.connection, idle=self.idle_timeout, per_read=self.timeout,
                                        whole=self.request_deadline)
         self.rfile = io.BufferedReader(self._reader)
 
@@ -316,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 if not isinstance(meta, dict):
                     problem = "is not a JSON object"
-                elif _depth(meta) > MAX_META_DEPTH:
+                elif json_depth(meta) > MAX_META_DEPTH:
                     problem = f"is nested more than {MAX_META_DEPTH} levels deep"
         if problem:
             self._refuse(400, f"header {META_HEADER} {problem}")
@@ -324,6 +296,22 @@ class _Handler(BaseHTTPRequestHandler):
         return meta
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._served(self._get)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._served(self._put)
+
+    def _served(self, handle: Callable[[], None]) -> None:
+        if not self.requests.begin():  # a kept-alive connection's request while the hub stops
+            self._refuse(503, f"the hub is stopping; retry in {BUSY_RETRY_AFTER} s",
+                         retry_after=BUSY_RETRY_AFTER)
+            return
+        try:
+            handle()
+        finally:
+            self.requests.end()
+
+    def _get(self) -> None:
         length = self._framing()
         if length is None:
             return
@@ -355,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, record)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def _put(self) -> None:
         if self.metrics is not None:
             self.metrics.received.inc()
         length = self._framing()  # nothing of the body is read before these checks
@@ -407,14 +395,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.metrics.refusal(status)
         self.close_connection = True  # the body may be unread; do not reuse the connection
         self._send(status, {"error": message}, {"Retry-After": str(retry_after)} if retry_after else None)
-
-
-def _depth(value: Any) -> int:
-    """How deeply a parsed JSON value nests (without recursing: the value may be deep)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
