@@ -226,6 +226,7 @@ def run_serve(args: argparse.Namespace) -> int:
     tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     import_optional("pydicom", "dicom")
     import_optional("sqlalchemy", "hub")
+    import_optional("prometheus_client", "hub")
     codec, backend = codec_session(args)
     client = None
     if args.pacs:

@@ -385,7 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.metrics.stored.inc()
         sender = f"camera {self.camera} at " if self.camera else ""
         self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
-                 f"{sender}{self.client_address[0]}: {answer.get('processing')}")
+                 f"{sender}{self.client_address[0]}: "
+                 + ("queued for decoding" if status == 201 else f"it is {answer.get('processing')}"))
         self._send(status, answer)
 
     def _refuse(self, status: int, message: str, meta: dict | None = None,
