@@ -96,3 +96,45 @@ def test_captures_acknowledged_before_a_stop_are_decoded_at_the_next_start(tmp_p
     assert sorted(left) == sorted(i.capture_id for i in items) and "stored" in left.values(), left
     assert {r["status"] for r in records.values()} == {"graded"} and len(records) == 4
     assert len(list((store / "dicom").iterdir())) == 4
+
+
+def test_kill_9_of_the_hub_after_its_answers_loses_nothing(tmp_path):
+    """`edgeret serve` killed with SIGKILL right after acknowledging four captures (their decoding still
+    queued): the hub started again on the store decodes every one, once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from net_faults import free_port
+
+    from edgeret.upload_protocol import wait_for_hub
+
+    items = _spooled(tmp_path, n_fundus=4, seed=60)
+    store, port = tmp_path / "store", free_port()
+    repo = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, "-m", "edgeret", "serve", "--store", str(store), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    url = f"http://127.0.0.1:{port}"
+    hub = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=repo)
+    try:
+        assert wait_for_hub(url, timeout=120)
+        answers = [_put(url, item)[0] for item in items]
+    finally:
+        hub.send_signal(signal.SIGKILL)
+        hub.wait(timeout=60)
+    left = {r["status"] for r in stored_records(store, settled=False).values()}
+    again = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=repo)
+    try:
+        assert wait_for_hub(url, timeout=120)
+        records = stored_records(store)
+        resent = _put(url, items[0])[2]  # the camera had its answer; a resend is still known
+    finally:
+        again.terminate()
+        again.wait(timeout=120)
+    assert answers == [201] * 4 and left & {"stored", "decoded"}, left
+    assert sorted(records) == sorted(i.capture_id for i in items)
+    assert {r["status"] for r in records.values()} == {"graded"}
+    assert len(list((store / "dicom").iterdir())) == len(list((store / "streams").iterdir())) == 4
+    assert resent["status"] == "already stored" and resent["processing"] == "graded"
