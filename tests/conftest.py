@@ -69,10 +69,14 @@ test_exporters.py
 test_grey_exports.py
 test_hub_backends.py
 test_hub_cameras.py
+test_hub_db.py
 test_hub_declared_size.py
 test_hub_hangups.py
+test_hub_metrics.py
 test_hub_pacs.py
+test_hub_shutdown.py
 test_hub_store_safety.py
+test_hub_workers.py
 test_runtime_without_torch.py
 test_third_party_plugin.py
 test_upload.py
@@ -126,7 +130,7 @@ test_hub_dicom.py::test_hub_modules_import_without_pydicom
 test_hub_dicom.py::test_no_answer_is_transient
 test_hub_dicom.py::test_pacs_down_is_transient_and_the_same_store_succeeds_after_restart
 test_hub_hardening.py::test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_bounded
-test_hub_hardening.py::test_health_counts_are_kept_in_memory_not_listed_from_the_records_folder
+test_hub_hardening.py::test_health_counts_come_from_the_database_not_from_listing_folders
 test_hub_hardening.py::test_slow_loris_connections_are_cut_at_the_request_deadline_and_others_still_served
 test_quality_fundus.py::test_cli_nonretinal_is_poor_and_oct_is_refused
 test_quality_fundus.py::test_committed_model_grades_fresh_phantoms

@@ -33,6 +33,13 @@ def start_hub(store: Path, *, port: int = 0, pacs: str | None = None, log=None, 
                        tls=tls, cameras=cameras, **({"max_pixels": max_pixels} if max_pixels else {}),
                        **limits).start()
     server.lines = lines
+    stop = server.stop
+
+    def drain_then_stop() -> None:  # as edgeret serve does at SIGTERM: the queued captures are finished
+        server.drain(180)
+        stop()
+
+    server.stop, server.stop_at_once = drain_then_stop, stop
     return server
 
 
@@ -112,3 +119,38 @@ def wait_for(predicate, seconds: float = 30.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stored_records(store: Path, *, settled: bool = True, seconds: float = 180.0) -> dict[str, dict]:
+    """{capture id: record} as the hub's database holds them (read beside a running hub: SQLite WAL).
+    ``settled``: first wait (up to ``seconds``) until the hub's workers have finished every capture
+    (``graded`` or ``failed``): the upload's answer comes before decoding."""
+    import time
+
+    from edgeret.hub.db import DB_FILE, open_repository, sqlite_url
+
+    if not (store / DB_FILE).exists():
+        return {}
+    db = open_repository(sqlite_url(store), upgrade=False)
+    try:
+        deadline = time.monotonic() + seconds
+        while settled and (db.ids("stored") or db.ids("decoded")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return {capture_id: db.get(capture_id) for capture_id in db.ids()}
+    finally:
+        db.close()
+
+
+def stored_record(store: Path, capture_id: str, *, settled: bool = True) -> dict | None:
+    return stored_records(store, settled=settled).get(capture_id)
+
+
+def pacs_waiting(store: Path) -> list[str]:
+    """The capture ids the hub's PACS outbox still has to send."""
+    from edgeret.hub.db import open_repository, sqlite_url
+
+    db = open_repository(sqlite_url(store), upgrade=False)
+    try:
+        return db.outbox_ids()
+    finally:
+        db.close()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from hub_helpers import make_agent, start_hub, write_captures
+from hub_helpers import make_agent, start_hub, stored_record, write_captures
 
 from edgeret.camera.upload import Uploader
 from edgeret.plugin.host import get_host
@@ -33,7 +31,7 @@ def test_a_hub_on_openvino_stores_the_same_findings_and_pixels_within_a_grey_lev
         finally:
             hub.stop()
     for item in items:
-        records = {b: json.loads((s / "records" / f"{item.capture_id}.json").read_text())
+        records = {b: stored_record(s, item.capture_id)
                    for b, s in stores.items()}
         ort, ov = records["onnxruntime"]["findings"], records["openvino"]["findings"]
         assert ort["task"] == ov["task"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from hub_helpers import one_spooled_scan, start_hub
+from hub_helpers import one_spooled_scan, start_hub, stored_record
 
 from edgeret.camera.upload import Uploader
 from edgeret.errors import EdgeretError, InputError
@@ -47,7 +46,7 @@ def test_the_hub_names_the_authenticated_camera_in_the_record_and_the_dicom(tmp_
         hub.stop()
     assert outcome.kind == "delivered", outcome
     assert reads == {TOKEN_B: 200, TOKEN_A: 404}  # the other camera cannot read its record
-    record = json.loads((store / "records" / f"{item.capture_id}.json").read_text())
+    record = stored_record(store, item.capture_id)
     assert record["camera"] == "south-2"
     assert pydicom.dcmread(store / "dicom" / f"{item.capture_id}.dcm").StationName == "south-2"
     assert any("from camera south-2 at 127.0.0.1" in line for line in hub.lines), hub.lines

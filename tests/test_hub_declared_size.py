@@ -4,13 +4,12 @@ decoding a large one (in tiles) costs bounded memory."""
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from hub_helpers import empty_stream, one_spooled_scan, start_hub
+from hub_helpers import empty_stream, one_spooled_scan, start_hub, stored_records
 
 from edgeret.camera.upload import Uploader
 from edgeret.codec.session import LATENT_NAMES, CodecCatalog, CodecSession, dequantize, run_decoder
@@ -36,7 +35,7 @@ def test_a_200_byte_stream_declaring_a_huge_image_is_refused_before_decoding(tmp
     assert refused.kind == "rejected" and "HTTP 413" in refused.detail, refused
     assert "4096x4096" in refused.detail and "2000000 pixels" in refused.detail
     assert ok.kind == "delivered"  # the hub still serves, and a normal capture goes through
-    records = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    records = list(stored_records(store).values())
     assert [r["capture_id"] for r in records] == [item.capture_id]
 
 

@@ -9,7 +9,7 @@ import struct
 import time
 
 import pytest
-from hub_helpers import one_spooled_scan, start_hub
+from hub_helpers import one_spooled_scan, start_hub, stored_records
 
 from edgeret.camera.upload import Uploader
 from edgeret.link.protocol import CONTENT_TYPE, META_HEADER, SHA_HEADER
@@ -43,4 +43,4 @@ def test_a_camera_hanging_up_costs_one_log_line_and_its_retry_finds_the_capture(
     assert len(hung_up) == 1 and "before the HTTP 201 answer" in hung_up[0], hub.lines
     assert "Traceback" not in capfd.readouterr().err  # no stack dump in the hub's log for a normal event
     assert retry.kind == "delivered" and retry.receipt["status"] == "already stored", retry
-    assert [p.stem for p in (store / "records").glob("*.json")] == [item.capture_id]
+    assert list(stored_records(store)) == [item.capture_id]

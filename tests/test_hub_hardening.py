@@ -13,7 +13,7 @@ import time
 import urllib.request
 
 import pytest
-from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
+from hub_helpers import make_agent, one_spooled_scan, start_hub, stored_records, write_captures
 
 from edgeret.camera.upload import Uploader
 from edgeret.hub.dicom_out import pseudonymous_patient_id
@@ -76,7 +76,7 @@ def test_ambiguous_framing_and_hostile_metadata_get_a_400_with_one_line(hub, cap
     assert status == 400 and says in error, (status, body)
     assert "\n" not in error and answer_headers["Connection"] == "close"
     assert "Traceback" not in capfd.readouterr().err
-    assert not list((hub.store_dir / "records").iterdir())  # nothing of it was stored
+    assert not stored_records(hub.store_dir)  # nothing of it was stored
 
 
 def test_a_get_with_a_body_is_refused_rather_than_read_as_the_next_request(hub):
@@ -141,6 +141,7 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
         while time.monotonic() < deadline and status != 200:
             status = _exchange(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
             time.sleep(0.05)
+        metrics = urllib.request.urlopen(f"{hub.url}/metrics", timeout=10).read().decode()
     finally:
         for sock in idle:
             sock.close()
@@ -150,6 +151,7 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
     assert len(workers) <= 3, [t.name for t in workers]
     assert status == 200  # once the idle ones left, the hub serves again
     assert any("connections open (the limit)" in line for line in hub.lines)
+    assert "edgeret_hub_connections_turned_away_total 5.0" in metrics
 
 
 def _health(hub) -> dict:
@@ -165,29 +167,32 @@ def uploaded(tmp_path_factory):
     agent = make_agent(root / "inbox", root / "spool", hub.url)
     assert agent.run_once(max_wait=120) == 0, agent.lines
     agent.spool.close()
+    assert hub.wait_idle(180)  # decoded and graded after the answers
     hub.root = root
     yield hub
     hub.stop()
 
 
-def test_health_counts_are_kept_in_memory_not_listed_from_the_records_folder(uploaded):
+def test_health_counts_come_from_the_database_not_from_listing_folders(uploaded):
     """The old hub listed every record per health call (0.36 s at 100,000). Structural check: with the
-    records folder moved away the counts are unchanged, so the call did not look at it; they agree with
-    the folder, and a hub restarted on the store counts the same."""
+    stream and DICOM folders moved away the counts are unchanged, so the call did not look at them; they
+    agree with the database (tests/test_hub_db.py times a count over 100,000 rows)."""
     store = uploaded.root / "store"
     before = _health(uploaded)
-    (store / "records").rename(store / "records.away")
+    for name in ("streams", "dicom"):
+        (store / name).rename(store / f"{name}.away")
     try:
-        without_folder = _health(uploaded)
+        without_folders = _health(uploaded)
     finally:
-        (store / "records.away").rename(store / "records")
-    assert before == without_folder == {"status": "ok", "captures": 2, "pacs_waiting": 0}
-    assert before["captures"] == len(list((store / "records").glob("*.json")))
+        for name in ("streams", "dicom"):
+            (store / f"{name}.away").rename(store / name)
+    assert before == without_folders == {"status": "ok", "captures": 2, "pacs_waiting": 0, "queued": 0}
+    assert before["captures"] == len(stored_records(store))
 
 
 def test_captures_without_patient_fields_get_distinct_pseudonymous_patient_ids(uploaded):
     store = uploaded.root / "store"
-    records = [json.loads(p.read_text()) for p in (store / "records").glob("*.json")]
+    records = list(stored_records(store).values())
     ids = {r["dicom"]["patient_id"] for r in records}
     assert len(ids) == 2 and all(i.startswith("EDGERET-") for i in ids), ids
     for record in records:

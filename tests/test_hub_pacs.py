@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_helpers import make_agent, start_hub, wait_for, write_captures
+from hub_helpers import make_agent, pacs_waiting, start_hub, stored_record, wait_for, write_captures
 
 pydicom = pytest.importorskip("pydicom")
 
 
 
 def _record(store: Path, capture_id: str) -> dict:
-    return json.loads((store / "records" / f"{capture_id}.json").read_text())
+    return stored_record(store, capture_id)
 
 
 def _from_orthanc(orthanc, sop_uid: str):
@@ -53,10 +53,10 @@ def test_the_hub_forwards_every_capture_to_the_pacs_and_rides_out_an_outage(orth
         assert agent.run_once(max_wait=30) == 0, agent.lines
         assert wait_for(lambda: any("PACS:" in line and "waiting" in line for line in hub.lines), 20)
         health = json.loads(urllib.request.urlopen(f"{hub.url}/v1/health", timeout=5).read())
-        assert health["pacs_waiting"] == 1 and (store / "outbox" / late_id).exists()
+        assert health["pacs_waiting"] == 1 and pacs_waiting(store) == [late_id]
 
         orthanc.start()  # back: the outbox drains on its own
-        assert wait_for(lambda: not (store / "outbox" / late_id).exists(), 30), hub.lines[-5:]
+        assert wait_for(lambda: not pacs_waiting(store), 30), hub.lines[-5:]
         uid = _record(store, late_id)["pacs"]["sop_instance_uid"]
         assert _from_orthanc(orthanc, uid).SOPInstanceUID == uid
     finally:
@@ -64,7 +64,7 @@ def test_the_hub_forwards_every_capture_to_the_pacs_and_rides_out_an_outage(orth
 
 
 def test_a_restarted_hub_forwards_what_it_could_not_before(orthanc, tmp_path):
-    """The outbox is on disk: objects that waited for a PACS outage survive a hub restart."""
+    """The outbox is in the hub's database: objects that waited for a PACS outage survive a hub restart."""
     inbox, store = tmp_path / "inbox", tmp_path / "store"
     (scan,) = write_captures(inbox, n_fundus=0, n_oct=1, seed=13)
     capture_id = hashlib.sha256(scan.read_bytes()).hexdigest()
@@ -76,12 +76,12 @@ def test_a_restarted_hub_forwards_what_it_could_not_before(orthanc, tmp_path):
             assert wait_for(lambda: any("PACS:" in line for line in hub.lines), 20)
         finally:
             hub.stop()
-        assert (store / "outbox" / capture_id).exists()
+        assert pacs_waiting(store) == [capture_id]
     finally:
         orthanc.start()
     again = start_hub(store, pacs=orthanc.dicomweb)  # a new process would do the same: all state is on disk
     try:
-        assert wait_for(lambda: not (store / "outbox" / capture_id).exists(), 30), again.lines[-5:]
+        assert wait_for(lambda: not pacs_waiting(store), 30), again.lines[-5:]
     finally:
         again.stop()
     uid = _record(store, capture_id)["pacs"]["sop_instance_uid"]

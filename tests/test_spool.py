@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import pytest
@@ -56,22 +55,22 @@ def test_spool_refuses_ids_that_could_escape_its_folder(tmp_path):
         Spool(tmp_path).put("../../etc/passwd", b"x", {})
 
 
-def test_hub_store_commits_record_last_and_recovers_half_commits(tmp_path):
+def test_hub_store_commits_its_row_last_and_recovers_half_commits(tmp_path):
     store = HubStore(tmp_path)
-    store.commit(_id(1), b"stream", b"dicom", {"stream_sha256": "x"}, forward=True)
+    store.save(_id(1), b"stream", {"stream_sha256": "x"})
+    store.db.complete({**store.record(_id(1)), "findings": {}}, dicom_path="dicom/x.dcm", forward=True)
     assert store.ids() == [_id(1)] and store.outbox_ids() == [_id(1)]
-    # a crash after the stream and DICOM of capture 2 were written, before its record
+    # a crash after the stream and DICOM of capture 2 were written, before its row
     (tmp_path / "streams" / f"{_id(2)}.ert").write_bytes(b"s")
     (tmp_path / "dicom" / f"{_id(2)}.dcm").write_bytes(b"d")
-    (tmp_path / "outbox" / _id(2)).write_bytes(b"")
     store.close()
     again = HubStore(tmp_path)
     assert again.ids() == [_id(1)] and again.outbox_ids() == [_id(1)]
     assert sorted(p.name for p in (tmp_path / "streams").iterdir()) == [f"{_id(1)}.ert"]
     again.forwarded(_id(1), {"sop_instance_uid": "1.2.3"})
     assert again.outbox_ids() == []
-    record = json.loads((tmp_path / "records" / f"{_id(1)}.json").read_text())
-    assert record["pacs"]["sop_instance_uid"] == "1.2.3"
+    record = again.record(_id(1))
+    assert record["pacs"]["sop_instance_uid"] == "1.2.3" and record["stream_sha256"] == "x"
 
 
 def test_a_second_agent_or_hub_on_the_same_folder_stops_before_touching_it(tmp_path):

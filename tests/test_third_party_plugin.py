@@ -59,8 +59,9 @@ def test_one_bad_image_does_not_hide_the_others(installed_plugin, tmp_path):
 
 def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path):
     """A researcher's own task runs at the hub with `--grade oct=TASK`, no edgeret code changed."""
-    import json
     import socket
+
+    from hub_helpers import stored_records
 
     from edgeret.build.data.oct import generate_oct
     from edgeret.link.protocol import wait_for_hub
@@ -81,7 +82,7 @@ def test_the_hub_grades_with_an_installed_plugin_task(installed_plugin, tmp_path
         hub.terminate()
         hub.wait(timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "store" / "records").glob("*.json")]
+    (record,) = stored_records(tmp_path / "store").values()
     assert record["findings"]["task"] == "exposure-check" and record["findings"]["exposure"] in (
         "under", "ok", "over")
     assert record["device_quality"] == {"task": None}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
+from hub_helpers import make_agent, one_spooled_scan, start_hub, stored_record, stored_records, write_captures
 from net_faults import FaultyProxy, free_port
 
 from edgeret.camera.upload import Uploader
@@ -25,11 +25,11 @@ pydicom = pytest.importorskip("pydicom")
 
 
 def _hub_ids(store: Path) -> list[str]:
-    return sorted(p.stem for p in (store / "records").glob("*.json"))
+    return sorted(stored_records(store))
 
 
 def _record(store: Path, capture_id: str) -> dict:
-    return json.loads((store / "records" / f"{capture_id}.json").read_text())
+    return stored_record(store, capture_id)
 
 
 def _sha(path: Path) -> str:

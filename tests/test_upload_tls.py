@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from hub_helpers import make_agent, one_spooled_scan, start_hub, write_captures
+from hub_helpers import make_agent, one_spooled_scan, start_hub, stored_records, write_captures
 
 from edgeret.camera.upload import Uploader
 from edgeret.errors import EdgeretError, InputError
@@ -59,7 +59,7 @@ def test_a_capture_goes_over_https_to_a_hub_with_a_private_ca(tmp_path, certs, t
     outcome = Uploader(tls_hub.url, tls=client_context(certs / "ca.pem")).send(
         item.capture_id, item.read_stream(), item.meta)
     assert (outcome.kind, outcome.receipt["status"]) == ("delivered", "stored"), outcome
-    assert (tmp_path / "store" / "records" / f"{item.capture_id}.json").is_file()
+    assert list(stored_records(tmp_path / "store")) == [item.capture_id]
 
 
 @pytest.mark.parametrize("ca", [None, "other-ca.pem"], ids=["system CAs", "another CA"])
@@ -69,7 +69,7 @@ def test_an_untrusted_hub_certificate_is_a_retry_with_a_clear_reason(tmp_path, c
     outcome = Uploader(tls_hub.url, tls=tls, timeout=5).send(item.capture_id, item.read_stream(), item.meta)
     assert outcome.kind == "retry", outcome  # the stream stays queued: a person fixes the trust
     assert "certificate does not verify" in outcome.detail and "--ca-file" in outcome.detail, outcome.detail
-    assert not list((tmp_path / "store").glob("records/*.json"))
+    assert not stored_records(tmp_path / "store")
 
 
 def test_the_agent_keeps_captures_queued_until_the_hub_is_trusted(tmp_path, certs, tls_hub):
@@ -83,7 +83,7 @@ def test_the_agent_keeps_captures_queued_until_the_hub_is_trusted(tmp_path, cert
     trusted = make_agent(inbox, spool, tls_hub.url, tls=client_context(certs / "ca.pem"))
     assert trusted.run_once(max_wait=10) == 0, trusted.lines
     assert not trusted.spool.pending()
-    assert len(list((tmp_path / "store" / "records").glob("*.json"))) == 1
+    assert len(stored_records(tmp_path / "store")) == 1
 
 
 def test_plain_http_and_silent_clients_do_not_stop_a_tls_hub(tmp_path, certs, tls_hub):

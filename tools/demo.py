@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -51,8 +52,14 @@ def run_hub_and_agent(captures: list[str]) -> None:
         step("device: grade, encode and upload the camera's captures (store-and-forward)", "agent",
              "--inbox", str(inbox), "--spool", str(OUT / "camera" / "spool"), "--hub", url, "--once",
              "--settle", "0")
+        # the hub answers each upload once the stream is stored; its workers decode and grade after
         health = json.loads(urllib.request.urlopen(f"{url}/v1/health", timeout=5).read())
-        print(f"hub: {health['captures']} captures stored, DICOM under {OUT / 'hub' / 'dicom'}/")
+        deadline = time.monotonic() + 120
+        while health.get("queued") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            health = json.loads(urllib.request.urlopen(f"{url}/v1/health", timeout=5).read())
+        print(f"hub: {health['captures']} captures stored and processed, DICOM under "
+              f"{OUT / 'hub' / 'dicom'}/")
     finally:
         hub.terminate()
         hub.wait(timeout=30)

@@ -14,6 +14,7 @@ from edgeret.cli import (
     data_cmd,
     devices_cmd,
     export_cmd,
+    hub_cmd,
     plugins_cmd,
     restore_cmd,
     run_cmd,
@@ -55,6 +56,9 @@ def edgeret_subcommands() -> Iterable[Subcommand]:
                      upload_cmd.configure_agent, upload_cmd.run_agent)
     yield Subcommand("serve", "hub: receive .ert streams, decode, grade, write DICOM, forward to a PACS",
                      upload_cmd.configure_serve, upload_cmd.run_serve)
+    yield Subcommand("hub", "hub administration: migrate-store (an older hub's JSON records into its "
+                            "database)",
+                     hub_cmd.configure, hub_cmd.run)
     yield Subcommand("denoise", "denoise images (colour fundus, or OCT with --oct) -> -o OUT; no torch",
                      restore_cmd.configure_denoise, restore_cmd.run_denoise)
     yield Subcommand("upscale", "super-resolve images x2 or x4 (--scale) -> -o OUT; tiled, no torch",

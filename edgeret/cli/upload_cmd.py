@@ -165,10 +165,22 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     _task_map_option(parser, "--grade", HUB_TASKS, "the task that grades each decoded capture at the hub")
     parser.add_argument("--pacs-user",
                         help="PACS user (basic auth); the password is read from $EDGERET_PACS_PASSWORD")
+    parser.add_argument("--database", metavar="URL",
+                        help="where the records and the PACS outbox live, a SQLAlchemy URL (default: SQLite "
+                             "in the store, STORE/hub.db; postgresql+psycopg://... for a multi-node hub)")
     parser.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
                         help="largest image a capture's header may declare, checked before decoding "
                              "(default 12000000: 4000x3000; the hub's peak memory is about 0.65 GB + 30 "
                              "bytes per pixel)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                        help="captures decoded and graded at once, after the upload is answered (default 1; "
+                             "each needs up to ~1 GB at the default --max-pixels)")
+    parser.add_argument("--queue-limit", type=_positive_int, default=32, metavar="N",
+                        help="captures stored and waiting for a worker at most (default 32); then uploads "
+                             "get 503 with Retry-After and the cameras keep them queued")
+    parser.add_argument("--drain-seconds", type=_positive_float, default=60.0, metavar="SECONDS",
+                        help="at SIGTERM/SIGINT: time the workers get to finish the queued captures "
+                             "(default 60); the rest are decoded at the next start")
     parser.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
                         help="connections served at once (default 64); more get 503 with Retry-After")
     parser.add_argument("--request-deadline", type=_positive_float, default=None, metavar="SECONDS",
@@ -213,6 +225,8 @@ def run_serve(args: argparse.Namespace) -> int:
     check_pair(args.tls_cert, args.tls_key)
     tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     import_optional("pydicom", "dicom")
+    import_optional("sqlalchemy", "hub")
+    import_optional("prometheus_client", "hub")
     codec, backend = codec_session(args)
     client = None
     if args.pacs:
@@ -229,18 +243,22 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server = build_hub(args.store, codec, grader, bind=args.bind, port=args.port, pacs=client,
                            token=token, log=_say, tls=tls, cameras=args.cameras,
-                           max_pixels=args.max_pixels or MAX_PIXELS, **limits)
+                           max_pixels=args.max_pixels or MAX_PIXELS, database_url=args.database,
+                           workers=args.workers, queue_limit=args.queue_limit, **limits)
     except OSError as e:
         raise EdgeretError(f"cannot listen on {args.bind}:{args.port} ({e.strerror})") from None
     stop = _stop_on_signals()
     threading.Thread(target=lambda: (stop.wait(), server.httpd.shutdown()), daemon=True).start()
     _say(f"hub: listening on {server.url}, store {args.store}, {backend.name}"
-         + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS")
+         + f", {args.workers} worker(s)" + (f", forwarding to {args.pacs}" if args.pacs else ", no PACS")
          + (f", cameras: {', '.join(server.cameras.names)}" if server.cameras else ""))
     for warning in serve_warnings(args.bind, token=token is not None or args.cameras is not None,
                                   tls=tls is not None, key=args.tls_key):
         _say(f"hub: WARNING: {warning}")
-    server.serve_forever()
+    server.serve_forever()  # until SIGTERM/SIGINT: no new connections from here on
+    if not server.drain(args.drain_seconds):
+        _say(f"hub: {server.intake.pool.depth()} captures still queued after {args.drain_seconds:g} s; "
+             f"they are decoded at the next start")
     server.close()
     return 0
 

@@ -1,6 +1,6 @@
 """Send the hub's DICOM objects to the PACS, in the background, until the PACS has each one.
 
-The outbox is on disk (``HubStore.outbox``), so a hub restart resumes where it
+The outbox is in the hub's database (``edgeret.hub.db``), so a hub restart resumes where it
 stopped; a PACS that is down is retried with back-off; a PACS that refuses an
 object for good (4xx) gets it set aside with its reason, not retried forever.
 The DICOM UIDs are derived from the capture id, so sending an object twice
@@ -18,12 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from edgeret.errors import EdgeretError, one_line
 from edgeret.hub.pacs import PacsError, StowClient
 from edgeret.hub.store import HubStore
 from edgeret.link.retry import Backoff
 
 LOCAL = "a file in the hub's store cannot be written or read (a full disk?)"
+LOCAL_ERRORS = (OSError, EdgeretError, SQLAlchemyError)  # the store's files or its database
 
 
 class PacsForwarder:
@@ -37,6 +40,7 @@ class PacsForwarder:
         self.next_attempt = 0.0  # monotonic; a new upload does not shorten a back-off
         self.problem: str | None = None  # what the last pass failed on (for the log)
         self.problem_kind: str | None = None  # the same without details (for health); None once delivered
+        self.counted: Callable[[str], None] = lambda outcome: None  # sent / unreachable / refused / local
 
     def problems(self) -> list[str]:
         """For the (unauthenticated) health answer: why objects are not reaching the PACS now (empty: they
@@ -47,6 +51,7 @@ class PacsForwarder:
 
     def _failed(self, problem: str, kind: str) -> int:
         """Note a failure, back off, log one line; returns how many objects wait."""
+        self.counted("local" if kind in (LOCAL, "internal error") else "unreachable")
         delay = self.backoff.failed()
         self.next_attempt = time.monotonic() + delay
         self.problem, self.problem_kind = problem, kind
@@ -76,23 +81,34 @@ class PacsForwarder:
                 uid = self.client.store(dicom)
             except PacsError as exc:
                 if exc.transient:
-                    return self._failed(str(exc), "the PACS is unreachable or busy")
+                    waiting = self._failed(str(exc), "the PACS is unreachable or busy")
+                    self._note_attempt(capture_id, str(exc))
+                    return waiting
                 try:
                     self.store.pacs_refused(capture_id, str(exc))
-                except (OSError, EdgeretError) as local:
+                except LOCAL_ERRORS as local:
                     return self._failed(f"cannot set {capture_id[:12]} aside ({one_line(local)})", LOCAL)
-                self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside in pacs-rejected/")
+                self.counted("refused")
+                self.log(f"PACS refused {capture_id[:12]}: {exc}; set aside (outbox row 'refused')")
                 continue
             try:
                 self.store.forwarded(capture_id, {"sop_instance_uid": uid, "forwarded_at": time.time(),
                                                   "url": self.client.base_url})
-            except (OSError, EdgeretError) as exc:  # the disk is full...: the PACS will get it once more
+            except LOCAL_ERRORS as exc:  # a full disk, a locked database...: the PACS gets it once more
                 return self._failed(f"the PACS has {capture_id[:12]} but its record cannot be updated "
                                     f"({one_line(exc)}); sending it again later", LOCAL)
             self.backoff.succeeded()
+            self.counted("sent")
             self.problem = self.problem_kind = None
             self.log(f"PACS: stored {capture_id[:12]} as {uid}")
         return len(self.store.outbox_ids())
+
+    def _note_attempt(self, capture_id: str, error: str) -> None:
+        """The outbox row counts the failed attempt and keeps its error (for a reader app)."""
+        try:
+            self.store.db.outbox_retry(capture_id, error, max(0.0, self.next_attempt - time.monotonic()))
+        except LOCAL_ERRORS as exc:
+            self.log(f"PACS: cannot note the attempt on {capture_id[:12]} ({one_line(exc)})")
 
     def _loop(self, poll: float) -> None:
         while not self._stop.is_set():

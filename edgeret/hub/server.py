@@ -3,6 +3,7 @@
 ``PUT /v1/captures/ID``  an ``.ert`` stream -> 201 stored / 200 already stored / 4xx why not
 ``GET /v1/captures/ID``  the record the hub keeps for a capture (404 if none)
 ``GET /v1/health``       liveness, and how many objects still wait for the PACS
+``GET /metrics``         Prometheus metrics (counts and timings only: edgeret.hub.hub_metrics)
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeret.codec.ert.container import MAX_STREAM
 from edgeret.errors import one_line
 from edgeret.hub.cameras import CameraKeys
+from edgeret.hub.http_parts import DeadlineReader, InFlight, json_depth, safe_log
 from edgeret.hub.intake import Intake, Refused
+
+if TYPE_CHECKING:
+    from edgeret.hub.hub_metrics import HubMetrics
 from edgeret.link.protocol import (
     CAPTURE_ID,
     CAPTURE_PATH,
@@ -44,48 +49,6 @@ DIGITS = re.compile(r"[0-9]{1,15}")  # a Content-Length: ASCII digits only (str.
 SINGLE_HEADERS = ("Content-Length", "Transfer-Encoding", "Authorization", "Host", META_HEADER, SHA_HEADER)
 
 
-def log_safe(text: str) -> str:
-    """``text`` with every control character escaped (a newline becomes the two characters \\n): what a
-    camera sends (file names, metadata, paths) can never forge a line in the hub's log."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def safe_log(log: Callable[[str], None]) -> Callable[[str], None]:
-    def write(line: str) -> None:
-        log(log_safe(line))
-
-    write.escapes = True  # type: ignore[attr-defined] - so wrapping twice is a no-op
-    return log if getattr(log, "escapes", False) else write
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The connection's read side with an overall deadline per request, not only a per-read timeout.
-
-    Between requests a read waits at most ``idle`` seconds; the first byte of a request starts its
-    deadline, after which every read waits at most what is left of it (and at most ``per_read``)."""
-
-    def __init__(self, sock: socket.socket, *, idle: float, per_read: float, whole: float) -> None:
-        super().__init__()
-        self.sock, self.idle, self.per_read, self.whole = sock, idle, per_read, whole
-        self.deadline: float | None = None  # None: between requests
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.deadline is None:
-            timeout = self.idle
-        else:
-            timeout = min(self.per_read, self.deadline - time.monotonic())
-            if timeout <= 0:
-                raise TimeoutError(f"the request took longer than its {self.whole:g} s deadline")
-        self.sock.settimeout(timeout)
-        n = self.sock.recv_into(buffer)
-        if self.deadline is None and n:
-            self.deadline = time.monotonic() + self.whole
-        return n
-
-
 class _ThreadingServer(ThreadingHTTPServer):
     """One thread per connection, at most ``max_connections`` at once: over that, a plain-HTTP client
     gets 503 with Retry-After (a TLS one is closed: no handshake is spent on it) and the accept loop
@@ -94,9 +57,9 @@ class _ThreadingServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type, *, max_connections: int,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None], turned_away: Callable[[], None] = lambda: None) -> None:
         super().__init__(address, handler)
-        self.max_connections = max_connections
+        self.max_connections, self.turned_away = max_connections, turned_away
         self._slots = threading.BoundedSemaphore(max_connections)
         self._log, self._busy_logged = log, 0.0
 
@@ -118,6 +81,7 @@ class _ThreadingServer(ThreadingHTTPServer):
             self._slots.release()
 
     def _turn_away(self, request: socket.socket) -> None:
+        self.turned_away()
         now = time.monotonic()
         if now - self._busy_logged > 10:  # one line per 10 s however many are turned away
             self._busy_logged = now
@@ -153,20 +117,24 @@ class HubServer:
                  token: str | None = None, tls: ssl.SSLContext | None = None,
                  cameras: CameraKeys | None = None, max_connections: int = MAX_CONNECTIONS,
                  request_deadline: float = REQUEST_DEADLINE, idle_timeout: float = IDLE_TIMEOUT,
-                 read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list) -> None:
+                 read_timeout: float = SOCKET_TIMEOUT, problems: Callable[[], list[str]] = list,
+                 metrics: HubMetrics | None = None) -> None:
         log = safe_log(log)
+        self.requests = InFlight()
         attrs = {"intake": intake, "log": staticmethod(log), "token": token, "cameras": cameras,
-                 "problems": staticmethod(problems),
+                 "problems": staticmethod(problems), "metrics": metrics, "requests": self.requests,
                  "timeout": read_timeout, "request_deadline": request_deadline, "idle_timeout": idle_timeout}
         handler = type("HubHandler", (_Handler,), attrs)
-        self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log)
+        self.httpd = _ThreadingServer((host, port), handler, max_connections=max_connections, log=log,
+                                      turned_away=metrics.turned_away.inc if metrics else lambda: None)
         self.scheme = "https" if tls else "http"
         if tls:
             # the handshake runs in the connection's own thread (see _Handler.handle), under its socket
             # timeout: a client that connects and says nothing must not stall the accept loop
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True,
                                                 do_handshake_on_connect=False)
-        self.intake, self.on_stop, self.cameras = intake, on_stop, cameras
+        self.intake, self.on_stop, self.cameras, self.log = intake, on_stop, cameras, log
+        self.grace = request_deadline + 30  # a request in flight: its body's deadline, then storing it
         self._thread: threading.Thread | None = None
 
     @property
@@ -187,8 +155,24 @@ class HubServer:
         self.httpd.shutdown()
         self.close()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until the workers have finished every capture queued; True if they
+        did (the hub goes on serving: for tools and tests)."""
+        pool = self.intake.pool
+        return pool is None or pool.wait_idle(timeout)
+
+    def drain(self, timeout: float) -> bool:
+        """For a stop: finish the requests in flight (no new ones: 503), then wait (up to ``timeout``)
+        until the workers have finished every capture queued; True if they did. What is left stays
+        ``stored`` in the database and is queued again at the next start."""
+        self.requests.finish(self.grace)
+        return self.wait_idle(timeout)
+
     def close(self) -> None:
-        """Release the socket and stop what runs beside the server (the PACS forwarder)."""
+        """Finish the requests in flight, release the socket and stop what runs beside the server (the
+        workers finish the capture each is on; the PACS forwarder)."""
+        if not self.requests.finish(self.grace):
+            self.log(f"hub: requests still in flight after {self.grace:g} s; closing anyway")
         self.httpd.server_close()
         self.on_stop()
 
@@ -200,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
     cameras: CameraKeys | None = None  # per-camera tokens instead
     camera: str | None = None  # the camera this request authenticated as
     problems: Callable[[], list[str]]  # what is wrong beside the intake (the PACS forwarder), for health
+    metrics: HubMetrics | None = None
+    requests: InFlight  # the server's, to finish them at a stop
     timeout = SOCKET_TIMEOUT  # per read (StreamRequestHandler sets it on the socket)
     request_deadline = REQUEST_DEADLINE
     idle_timeout = IDLE_TIMEOUT
@@ -209,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the base class's reader: replaced by one with a deadline per request
-        self._reader = _DeadlineReader(self.connection, idle=self.idle_timeout, per_read=self.timeout,
+        self._reader = DeadlineReader(self.connection, idle=self.idle_timeout, per_read=self.timeout,
                                        whole=self.request_deadline)
         self.rfile = io.BufferedReader(self._reader)
 
@@ -230,12 +216,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # one line per capture comes from do_PUT instead of one per request
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, sort_keys=True).encode()
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(body, sort_keys=True).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, data: bytes, content_type: str,
+                  headers: dict[str, str] | None = None) -> None:
         try:
             self.connection.settimeout(self.timeout)  # the reads left it at what remained of the deadline
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -297,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 if not isinstance(meta, dict):
                     problem = "is not a JSON object"
-                elif _depth(meta) > MAX_META_DEPTH:
+                elif json_depth(meta) > MAX_META_DEPTH:
                     problem = f"is nested more than {MAX_META_DEPTH} levels deep"
         if problem:
             self._refuse(400, f"header {META_HEADER} {problem}")
@@ -305,18 +296,40 @@ class _Handler(BaseHTTPRequestHandler):
         return meta
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._served(self._get)
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._served(self._put)
+
+    def _served(self, handle: Callable[[], None]) -> None:
+        if not self.requests.begin():  # a kept-alive connection's request while the hub stops
+            self._refuse(503, f"the hub is stopping; retry in {BUSY_RETRY_AFTER} s",
+                         retry_after=BUSY_RETRY_AFTER)
+            return
+        try:
+            handle()
+        finally:
+            self.requests.end()
+
+    def _get(self) -> None:
         length = self._framing()
         if length is None:
             return
         if length:  # a GET's body would be read as the next request
             self._refuse(400, "a GET request has no body")
             return
+        if self.path == "/metrics" and self.metrics is not None:  # counts only, like health: no token
+            self._send_raw(200, self.metrics.render(), self.metrics.content_type)
+            return
         if self.path != "/v1/health" and not self._authorised():
             return
         if self.path == "/v1/health":
-            store, problems = self.intake.store, self.problems()  # counts kept in memory: no folder listing
-            answer = {"status": "degraded" if problems else "ok", "captures": store.count(),
-                      "pacs_waiting": len(store.outbox_ids())}
+            intake = self.intake
+            problems = self.problems() + intake.problems()  # counts from the database: no folder listing
+            pool = intake.pool
+            answer = {"status": "degraded" if problems else "ok", "captures": intake.store.count(),
+                      "pacs_waiting": intake.store.db.outbox_waiting(),
+                      "queued": pool.depth() + pool.busy() if pool else 0}
             self._send(200, {**answer, "problems": problems} if problems else answer)
             return
         match = CAPTURE_PATH.match(self.path)
@@ -330,7 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, record)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def _put(self) -> None:
+        if self.metrics is not None:
+            self.metrics.received.inc()
         length = self._framing()  # nothing of the body is read before these checks
         if length is None or not self._authorised():
             return
@@ -356,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = self.intake.receive(match.group(1), body, self.headers.get(SHA_HEADER, ""), meta,
                                                  camera=self.camera)
         except Refused as exc:
-            self._refuse(exc.status, str(exc), meta)
+            self._refuse(exc.status, str(exc), meta, retry_after=exc.retry_after)
             return
         except Exception as exc:  # a hub bug or a full disk: 500 (the camera retries), not a dropped socket
             error_id = secrets.token_hex(4)  # the camera sees the id, only the log sees paths and details
@@ -366,25 +381,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(500, f"hub error {error_id}: the capture was not stored; it will be stored when "
                               f"sent again (the hub's log has the details under this id)", meta)
             return
-        findings = answer.get("findings") or {}
-        said = findings.get("result", findings.get("grade"))
+        if status == 201 and self.metrics is not None:
+            self.metrics.stored.inc()
         sender = f"camera {self.camera} at " if self.camera else ""
         self.log(f"{answer['status']} {match.group(1)[:12]} ({meta.get('source_name', '?')}) from "
-                 f"{sender}{self.client_address[0]}: {findings.get('task')}: {said}")
+                 f"{sender}{self.client_address[0]}: "
+                 + ("queued for decoding" if status == 201 else f"it is {answer.get('processing')}"))
         self._send(status, answer)
 
-    def _refuse(self, status: int, message: str, meta: dict | None = None) -> None:
+    def _refuse(self, status: int, message: str, meta: dict | None = None,
+                retry_after: int | None = None) -> None:
         self.log(f"refused {self.path} ({(meta or {}).get('source_name', '?')}): HTTP {status}: {message}")
+        if self.command == "PUT" and self.metrics is not None:
+            self.metrics.refusal(status)
         self.close_connection = True  # the body may be unread; do not reuse the connection
-        self._send(status, {"error": message})
-
-
-def _depth(value: Any) -> int:
-    """How deeply a parsed JSON value nests (without recursing: the value may be deep)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+        self._send(status, {"error": message}, {"Retry-After": str(retry_after)} if retry_after else None)
