@@ -12,7 +12,7 @@ PIP_FLAGS := -q -c constraints.txt
 $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub]'
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub,reader]'
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeret.cli.codec_cmd import bundle_encoder, codec_session
 from edgeret.devices import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
+from edgeret.reader.serve import serve_options, start_beside_hub
 from edgeret.upload_protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
 
 
@@ -177,6 +178,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-deadline", type=_positive_float, default=None, metavar="SECONDS",
                         help="time a request's line, headers and body may take from their first byte "
                              "(default 60); a slower client is cut off")
+    serve_options(parser)  # the reader app beside the hub (edgeret.reader)
     _runtime_options(parser)
 
 
@@ -244,7 +246,10 @@ def run_serve(args: argparse.Namespace) -> int:
     for warning in serve_warnings(args.bind, token=token is not None or args.cameras is not None,
                                   tls=tls is not None, key=args.tls_key):
         _say(f"hub: WARNING: {warning}")
+    reader = start_beside_hub(args, server.httpd.server_address[1], _say)
     server.serve_forever()
+    if reader:
+        reader.stop()
     server.close()
     return 0
 
