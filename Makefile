@@ -13,7 +13,7 @@ PIP_FLAGS := -q -c constraints.txt
 $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub,reader]'
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub,reader,screenshots]'
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt

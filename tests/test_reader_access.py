@@ -238,6 +238,7 @@ def test_readers_cli_hashes_the_password_and_keeps_the_database_private(tmp_path
     assert cli("readers", "list", "--store", str(store))[1].splitlines() == ["bob  (disabled)", "carol"]
 
 
+@pytest.mark.slow  # a real `edgeret serve` process
 def test_edgeret_serve_prints_the_app_url_and_a_reader_session_cannot_upload(tmp_path):
     import re
     import subprocess

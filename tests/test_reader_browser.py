@@ -22,7 +22,8 @@ from edgeret.reader import queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REASON = unavailable()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no browser: {REASON}")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(REASON is not None, reason=f"no browser: {REASON}")]
 
 
 @pytest.fixture(scope="module")

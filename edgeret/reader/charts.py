@@ -49,7 +49,9 @@ def machine_summary(record: dict[str, Any]) -> dict[str, Any]:
         "device_gradable": device.get("gradable"),
         "hub_task": findings.get("task"),
         "hub_verdict": findings.get("quality", findings.get("grade")),
-        "hub_gradable": findings.get("gradable"),
+        # dr-grade says "poor" without a gradable key: the hub's database reads it the same way
+        "hub_gradable": findings.get("gradable", findings["quality"] != "poor" if "quality" in findings
+                                     else None),
         "hub_result": findings.get("result", findings.get("grade")),
         "dr_grade": findings.get("dr_grade"), "referable": findings.get("referable"),
         "dme": findings.get("dme"), "flags": findings.get("flags") or [],
