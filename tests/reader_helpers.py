@@ -148,8 +148,8 @@ def start_reader(store: Path, **kw: Any):
 class Client:
     """A cookie-keeping HTTP client on loopback that does not follow redirects (so tests see them)."""
 
-    def __init__(self, base: str) -> None:
-        self.base, self.cookies = base, {}
+    def __init__(self, base: str, tls=None) -> None:
+        self.base, self.cookies, self.tls = base, {}, tls
         self.set_cookies: list[str] = []
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
@@ -159,7 +159,8 @@ class Client:
         from urllib.parse import urlencode, urlsplit
 
         url = urlsplit(self.base)
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        conn = (http.client.HTTPSConnection(url.hostname, url.port, timeout=30, context=self.tls)
+                if url.scheme == "https" else http.client.HTTPConnection(url.hostname, url.port, timeout=30))
         body = urlencode(form).encode() if form is not None else None
         sent = dict(headers or {})
         if body is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import stat
 
 import cv2
@@ -91,6 +92,27 @@ def test_log_in_sets_a_strict_http_only_session_cookie_and_logs_out(app, engine)
     assert client.request("GET", "/")[0] == 303
     actions = [e.action for e in queries.audit_rows(engine, limit=50) if e.reader == "alice"]
     assert "login" in actions and "logout" in actions
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_under_tls_the_app_serves_https_and_its_cookies_are_secure(store, tmp_path):
+    import ssl
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    server = start_reader(store, tls_cert=tmp_path / "cert.pem", tls_key=tmp_path / "key.pem")
+    try:
+        assert server.url.startswith("https://")
+        client = Client(server.url, tls=ssl.create_default_context(cafile=str(tmp_path / "cert.pem")))
+        assert client.login() == 303
+        for line in client.set_cookies:  # the log-in form's cookie and the session's
+            assert "Secure" in line and "HttpOnly" in line and "SameSite=strict" in line, line
+        assert client.request("GET", "/")[0] == 200
+    finally:
+        server.stop()
 
 
 def test_the_session_store_keeps_only_a_hash_of_the_cookie(app, engine):

@@ -156,3 +156,10 @@ def test_csv_export_rows_pair_reader_and_machine(engine):
     assert rows[0] == queries.CSV_HEADER
     assert len(rows) >= 3 and all(len(r) == len(queries.CSV_HEADER) for r in rows)
     assert {r[rows[0].index("reader")] for r in rows[1:]} == {"alice"}
+
+
+def test_a_large_match_is_counted_only_up_to_the_cap(engine, monkeypatch):
+    monkeypatch.setattr(queries, "COUNT_CAP", 50)
+    assert queries.page(engine, Filters(queue="all")).total == 51  # "more than 50": no scan to the end
+    assert queries.page(engine, Filters(queue="all", site="north", since=date(2026, 11, 2),
+                                        until=date(2026, 11, 2))).total < 50

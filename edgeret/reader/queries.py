@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_
+from sqlalchemy import and_, case, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from edgeret.hub.db.models import Capture
@@ -24,6 +24,7 @@ COLUMNS = (Capture.capture_id, Capture.camera, Capture.received_at, Capture.moda
            Capture.ungradable, Capture.dr_grade, Capture.referable, Capture.p_referable, Capture.dme,
            Capture.oct_quality, Capture.codec_id, Capture.stream_bytes, Capture.pacs_status, Capture.status)
 MAX_COMMENT = 2000
+COUNT_CAP = 10_000  # the worklist says "more than 10,000" rather than count a large match exactly
 
 
 def _flag(value: str | None) -> bool | None:
@@ -85,7 +86,11 @@ class Filters:
     def conditions(self) -> list:
         where = []
         if self.queue == "work":
-            where.append(or_(Capture.referable.is_(True), Capture.ungradable.is_(True)))
+            # one expression, not an OR of two indexed columns: SQLite would gather both index ranges
+            # (a third of the table) and sort them; this way it walks the received_at index in order and
+            # stops at the page's end (200 ms -> 5 ms at 100,000 captures)
+            where.append(case((Capture.referable.is_(True), 1), (Capture.ungradable.is_(True), 1), else_=0)
+                         == 1)
         if self.site:
             where.append(Capture.camera == self.site)
         if self.since:
@@ -152,8 +157,7 @@ def page(engine, filters: Filters, *, after: str | None = None, before: str | No
         rows = rows[:limit]
         if backwards:
             rows.reverse()
-        total = int(session.scalar(select(func.count()).select_from(Capture).where(*filters.conditions()))
-                    or 0) if count else -1
+        total = _count(session, filters) if count else -1
         latest = latest_decisions(session, [r["capture_id"] for r in rows])
     for row in rows:
         row["received_at"] = _aware(row["received_at"])
@@ -162,6 +166,12 @@ def page(engine, filters: Filters, *, after: str | None = None, before: str | No
     has_prev = (key is not None) if not backwards else more
     return Page(rows, _cursor(rows[-1], filters.sort) if rows and has_next else None,
                 _cursor(rows[0], filters.sort) if rows and has_prev else None, total)
+
+
+def _count(session: Session, filters: Filters) -> int:
+    """How many captures match, counted up to COUNT_CAP + 1 (a filter that needs a scan stops there)."""
+    matching = select(Capture.capture_id).where(*filters.conditions()).limit(COUNT_CAP + 1).subquery()
+    return int(session.scalar(select(func.count()).select_from(matching)) or 0)
 
 
 def neighbours(engine, filters: Filters, capture_id: str) -> tuple[str | None, str | None]:

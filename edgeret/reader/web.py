@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -52,7 +53,7 @@ class ReaderApp:
         self.images = ImageSource(store)
         self.limiter = limiter or accounts.LoginLimiter()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
-        self.templates.env.globals.update(widths=WIDTHS)
+        self.templates.env.globals.update(widths=WIDTHS, count_cap=queries.COUNT_CAP)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -83,6 +84,9 @@ class ReaderApp:
         response.set_cookie(name, value, path=path, max_age=max_age, httponly=True, samesite="strict",
                             secure=self.secure)
 
+    def forget(self, response: Response, name: str, *, path: str = "/") -> None:
+        response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=self.secure)
+
     # --- routes ------------------------------------------------------------------------------
 
     async def login_form(self, request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -103,7 +107,8 @@ class ReaderApp:
             response = await self.login_form(request, f"Too many failed log-ins: try again in {wait} s.", 429)
             response.headers["Retry-After"] = str(wait)
             return response
-        if not accounts.verify(self.engine, name, password):
+        # argon2 takes tens of milliseconds on purpose: off the event loop, as the database and PNG work below
+        if not await run_in_threadpool(accounts.verify, self.engine, name, password):
             self.limiter.failed(*keys)
             known = name if accounts.NAME.fullmatch(name) else None
             self.audit(request, known, "login_failed")
@@ -114,7 +119,7 @@ class ReaderApp:
         self.log(f"reader app: {name} logged in from {client}")
         response = RedirectResponse("/", status_code=303)
         self.cookie(response, SESSION_COOKIE, token, max_age=int(accounts.LIFETIME.total_seconds()))
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        self.forget(response, LOGIN_COOKIE, path="/login")
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -124,7 +129,7 @@ class ReaderApp:
         accounts.end_session(self.engine, request.cookies.get(SESSION_COOKIE))
         self.audit(request, login.reader, "logout")
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        self.forget(response, SESSION_COOKIE)
         return response
 
     async def worklist(self, request: Request) -> Response:
@@ -132,7 +137,8 @@ class ReaderApp:
         started = time.perf_counter()
         params = request.query_params
         filters = queries.Filters.from_query(params)
-        result = queries.page(self.engine, filters, after=params.get("after"), before=params.get("before"))
+        result = await run_in_threadpool(lambda: queries.page(self.engine, filters, after=params.get("after"),
+                                                              before=params.get("before")))
         self.audit(request, login.reader, "worklist", detail=filters.query())
         response = self.page(request, "worklist.html", {
             "login": login, "f": filters, "page": result, "sites": queries.sites(self.engine),
@@ -170,7 +176,7 @@ class ReaderApp:
         except ValueError:
             width = WIDTHS[1]
         row = self.repo.row(capture_id)
-        data = self.images.png(capture_id, row.dicom_path, width) if row is not None else None
+        data = await run_in_threadpool(self.images.png, capture_id, row.dicom_path, width) if row else None
         if data is None:
             raise HTTPException(404, "no image for this capture")
         self.audit(request, login.reader, "image", capture_id=capture_id, detail=f"w={width}")
