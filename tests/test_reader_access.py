@@ -58,7 +58,7 @@ def first(records) -> str:
     return records[0]["capture_id"]
 
 
-@pytest.mark.parametrize("path", ["/", "/?queue=all", "/export.csv", "/captures/{id}",
+@pytest.mark.parametrize("path", ["/", "/?queue=all", "/export.csv", "/reports", "/captures/{id}",
                                   "/captures/{id}/image"])
 def test_a_logged_out_browser_is_sent_to_the_log_in_page(app, store, path, records):
     status, headers, _ = Client(app.url).request("GET", path.format(id=first(records)))
@@ -231,6 +231,18 @@ def test_the_capture_page_shows_verdicts_charts_and_stream_facts(app, store, rec
     assert "<svg" in page and "ICDR 4" in page and "Referral" in page
     assert f"{rec['stream']['bytes']:,} bytes" in page and "compression" in page
     assert 'id="next"' in page or 'id="prev"' in page
+
+
+def test_the_reports_page_shows_each_site_and_is_audited(app, engine, records):
+    client = Client(app.url)
+    client.login()
+    status, _, body = client.request("GET", "/reports?since=2026-11-01&until=2026-11-30")
+    page = body.decode()
+    assert status == 200 and 'id="per-site"' in page and "<svg" in page
+    for site in {r["camera"] for r in records}:
+        assert f"<td>{site}</td>" in page
+    assert any(e.action == "report" and e.detail == "2026-11-01..2026-11-30"
+               for e in queries.audit_rows(engine, limit=20))
 
 
 def test_readers_cli_hashes_the_password_and_keeps_the_database_private(tmp_path, monkeypatch):

@@ -140,6 +140,12 @@ def test_a_reader_filters_opens_zooms_and_overrides_a_referable_capture(setting,
     page.goto(f"{url}/?queue=all&referable=yes")
     assert "alice: override" in page.inner_text("#worklist")
     page.screenshot(path=str(shots / "07-worklist-decided.png"), full_page=True)
+    page.click("text=Reports")
+    page.fill("input[name=since]", "2026-11-01")
+    page.click("text=Show")
+    page.wait_for_url("**since=2026-11-01**")
+    assert page.locator("#per-site tbody tr").count() == len({r["camera"] for r in records})
+    page.screenshot(path=str(shots / "10-reports.png"), full_page=True)
 
     # a form forged into the app's own page without the CSRF token (script cannot fetch: the page's CSP
     # has no connect-src): refused, nothing stored

@@ -163,3 +163,44 @@ def test_a_large_match_is_counted_only_up_to_the_cap(engine, monkeypatch):
     assert queries.page(engine, Filters(queue="all")).total == 51  # "more than 50": no scan to the end
     assert queries.page(engine, Filters(queue="all", site="north", since=date(2026, 11, 2),
                                         until=date(2026, 11, 2))).total < 50
+
+
+def test_cohen_kappa():
+    from edgeret.reader.reports import cohen_kappa
+
+    assert cohen_kappa([(True, True), (True, False), (False, False), (False, False)]) == pytest.approx(0.5)
+    assert cohen_kappa([(True, True), (False, False)]) == pytest.approx(1.0)
+    assert cohen_kappa([]) is None and cohen_kappa([(True, True)]) is None  # chance agreement is 1
+
+
+def test_reports_per_site_and_day_match_the_rows(engine):
+    from collections import Counter
+
+    from edgeret.reader import reports
+
+    rows = everything(engine)
+    for i, row in enumerate(r for r in rows if r.referable is not None):  # a few reviews on day one
+        if i == 6:
+            break
+        queries.decide(engine, row.capture_id, "alice", {"action": "override", "referable": "yes",
+                                                        "retake": "yes" if i % 2 else ""})
+    since, until = date(2026, 11, 2), date(2026, 11, 3)
+    days = reports.site_days(engine, since, until)
+    inside = [r for r in rows if since <= r.received_at.date() <= until]
+    assert Counter({key: t.captures for key, t in days.items()}) == \
+        Counter((r.camera, r.received_at.date().isoformat()) for r in inside)
+    sites = reports.per_site(days)
+    north = [r for r in inside if r.camera == "north"]
+    assert sites["north"].captures == len(north)
+    assert sites["north"].gradable == sum(r.ungradable is False for r in north)
+    assert sites["north"].referable == sum(r.referable is True for r in north)
+    newest = {r.capture_id: queries.decisions(engine, r.capture_id) for r in inside}
+    reviewed = [(r, d[0]) for r in inside if (d := newest[r.capture_id])]
+    assert sum(t.reviewed for t in sites.values()) == len(reviewed) > 0
+    assert sum(t.retake for t in sites.values()) == sum(d.retake for _, d in reviewed)
+    pairs = [(bool(r.referable), bool(d.referable)) for r, d in reviewed
+             if r.referable is not None and d.referable is not None]
+    all_sites = reports.Tally()
+    for tally in sites.values():
+        all_sites.add(tally)
+    assert sorted(all_sites.pairs) == sorted(pairs)

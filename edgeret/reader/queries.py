@@ -31,7 +31,7 @@ def _flag(value: str | None) -> bool | None:
     return {"yes": True, "no": False}.get((value or "").lower())
 
 
-def _day(value: str | None) -> date | None:
+def parse_day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
@@ -58,8 +58,8 @@ class Filters:
         queue = params.get("queue") if params.get("queue") in QUEUES else "work"
         sort = params.get("sort") if params.get("sort") in SORTS else "received"
         order = params.get("order")
-        return cls(queue=queue, site=(params.get("site") or None), since=_day(params.get("since")),
-                   until=_day(params.get("until")), referable=_flag(params.get("referable")),
+        return cls(queue=queue, site=(params.get("site") or None), since=parse_day(params.get("since")),
+                   until=parse_day(params.get("until")), referable=_flag(params.get("referable")),
                    ungradable=_flag(params.get("ungradable")), disagree=params.get("disagree") == "yes",
                    unreviewed=params.get("unreviewed") == "yes", sort=sort,
                    desc=order == "desc" if order in ("asc", "desc") else queue == "all")

@@ -15,6 +15,7 @@ import io
 import secrets
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from edgeret.hub.db.repository import HubRepository
-from edgeret.reader import accounts, queries
+from edgeret.reader import accounts, queries, reports
 from edgeret.reader.charts import bar_groups, machine_summary
 from edgeret.reader.images import WIDTHS, ImageSource
 from edgeret.upload_protocol import CAPTURE_ID
@@ -200,6 +201,17 @@ class ReaderApp:
         target = following if following and fields.get("then") == "next" else capture_id
         return RedirectResponse(f"/captures/{target}?{filters.query()}", status_code=303)
 
+    async def reports(self, request: Request) -> Response:
+        login = self.login_of(request)
+        since, until = await run_in_threadpool(reports.default_range, self.engine)
+        since = queries.parse_day(request.query_params.get("since")) or since
+        until = queries.parse_day(request.query_params.get("until")) or until
+        since = max(since, until - timedelta(days=365))  # a year at most per page
+        days = await run_in_threadpool(reports.site_days, self.engine, since, until)
+        self.audit(request, login.reader, "report", detail=f"{since}..{until}")
+        return self.page(request, "reports.html", {"login": login, "since": since, "until": until,
+                                                   "days": days, "sites": reports.per_site(days)})
+
     async def export(self, request: Request) -> Response:
         login = self.login_of(request)
         self.audit(request, login.reader, "export", detail="decisions.csv")
@@ -269,6 +281,7 @@ def create_app(engine, store: str | Path, *, secure: bool = False,
         Route("/captures/{capture_id}/image", state.image),
         Route("/captures/{capture_id}/decision", state.decide, methods=["POST"]),
         Route("/export.csv", state.export),
+        Route("/reports", state.reports),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
