@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make demo  - runtime venv (no torch), runs the main job on the embedded default
-#   make test  - test venv (+ Orthanc, the PACS the tests talk to, and PostgreSQL), ruff, then the whole test suite
+#   make test  - test venv (+ Orthanc, the PACS the tests talk to, PostgreSQL, and Debian's chromium for the
+#                reader app's browser tests), ruff, then the whole test suite
 #   (make test-fast: the unit tier only, without the tests marked slow; see tests/conftest.py)
 PY ?= python3
 RUN_VENV := .venv-run
@@ -12,7 +13,7 @@ PIP_FLAGS := -q -c constraints.txt
 $(RUN_VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PY) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub]'
+	$(RUN_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dicom,hub,reader,screenshots]'
 	touch $@
 
 $(TEST_VENV)/.installed: pyproject.toml setup.py constraints.txt
@@ -27,6 +28,7 @@ demo: $(RUN_VENV)/.installed
 test: $(TEST_VENV)/.installed
 	bash tools/install_orthanc.sh
 	sh tools/install_postgres.sh
+	sh tools/install_chromium.sh
 	$(TEST_VENV)/bin/ruff check .
 	$(TEST_VENV)/bin/python -m pytest -q
 

@@ -35,7 +35,7 @@ DEVICE_PATTERNS = (
     "edgeret", "edgeret.errors", "edgeret.metrics",
     "edgeret.plugin.*", "edgeret.devices.*", "edgeret.images.*", "edgeret.runtime.*",
     "edgeret.codec.*", "edgeret.codec.ert.*", "edgeret.bundle.*", "edgeret.link.*",
-    "edgeret.camera.*", "edgeret.hub.*", "edgeret.hub.db.*",
+    "edgeret.camera.*", "edgeret.hub.*", "edgeret.hub.db.*", "edgeret.reader.*",
     "edgeret.cli", "edgeret.cli.run_cmd", "edgeret.cli.devices_cmd", "edgeret.cli.plugins_cmd",
     "edgeret.cli.codec_cmd", "edgeret.cli.upload_cmd", "edgeret.cli.restore_cmd",
     "edgeret_plugins.tasks.*", "edgeret_plugins.tasks.*.processing", "edgeret_plugins.backends.*",

@@ -7,7 +7,8 @@ committed quality and DR models on ONNX Runtime, restores a capture (denoise,
 x2 super-resolution), encodes captures to `.ert` streams on the device side and
 decodes them as the hub would; finally runs the hub (`edgeret serve`) and the
 device agent (`edgeret agent`), which grades, encodes and uploads a camera's
-inbox; the hub decodes, grades and writes DICOM.
+inbox; the hub decodes, grades and writes DICOM; last, the reader app on the hub's database, with
+screenshots of its worklist and of one capture when headless chromium is available.
 """
 
 from __future__ import annotations
@@ -65,6 +66,51 @@ def run_hub_and_agent(captures: list[str]) -> None:
         hub.wait(timeout=30)
 
 
+def show_reader_app() -> None:
+    """The reader app on the demo hub's database: a demo reader logs in; screenshots of the worklist and
+    one capture under OUT with headless chromium when this environment has it (else how to see it)."""
+    import secrets
+
+    from edgeret.reader.serve import reader_extra_missing
+
+    missing = reader_extra_missing()
+    if missing:
+        print(f"\nreader app: skipped ({missing})")
+        return
+    from edgeret.hub.db import sqlite_url
+    from edgeret.hub.db.repository import HubRepository
+    from edgeret.reader.screens import screenshot_app, unavailable
+    from edgeret.reader.serve import ReaderServer
+
+    hub = OUT / "hub"
+    secret = OUT / "reader-password"
+    secret.write_text(secrets.token_urlsafe(12) + "\n")
+    secret.chmod(0o600)
+    step("a reader who may log in to the reader app", "readers", "add", "demo", "--store", str(hub),
+         "--password-file", str(secret))
+    server = ReaderServer(sqlite_url(hub), hub, log=lambda line: None).start()
+    try:
+        print(f"reader app: {server.url}/ on the demo hub's database (edgeret serve starts one beside "
+              "the hub)")
+        reason = unavailable()
+        if reason:
+            print(f"reader app: no screenshots ({reason}); to see it: edgeret serve --store {hub}, open the "
+                  f"'reader app:' URL it prints, log in as demo with the password in {secret}")
+            return
+        repo = HubRepository(server.engine)
+        ids = repo.ids()
+        fundus = [i for i in ids if (repo.row(i).modality == "fundus")] or ids
+        try:
+            saved = screenshot_app(server.url, "demo", secret.read_text().strip(), OUT,
+                                   fundus[0] if fundus else None)
+        except Exception as exc:  # a browser that cannot start here must not fail the demo
+            print(f"reader app: no screenshots (chromium: {str(exc).splitlines()[0][:200]})")
+            return
+        print("reader app: screenshots " + ", ".join(str(p) for p in saved))
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
     shutil.rmtree(OUT, ignore_errors=True)  # the demo's own outputs from a previous run
     step("installed plugins", "plugins")
@@ -93,4 +139,5 @@ if __name__ == "__main__":
         step("hub: decode the stream", "decode", str(OUT / "streams" / f"{name}.ert"),
              "-o", str(OUT / "decoded" / f"{name}.png"))
     run_hub_and_agent(fundus[1:4] + octs[1:3])
+    show_reader_app()
     print(f"\ndemo finished: outputs under {OUT}/")

@@ -16,6 +16,7 @@ from edgeret.cli import (
     export_cmd,
     hub_cmd,
     plugins_cmd,
+    readers_cmd,
     restore_cmd,
     run_cmd,
     train_cmd,
@@ -59,6 +60,8 @@ def edgeret_subcommands() -> Iterable[Subcommand]:
     yield Subcommand("hub", "hub administration: migrate-store (an older hub's JSON records into its "
                             "database)",
                      hub_cmd.configure, hub_cmd.run)
+    yield Subcommand("readers", "reader app: add, list or disable the readers who may log in",
+                     readers_cmd.configure, readers_cmd.run)
     yield Subcommand("denoise", "denoise images (colour fundus, or OCT with --oct) -> -o OUT; no torch",
                      restore_cmd.configure_denoise, restore_cmd.run_denoise)
     yield Subcommand("upscale", "super-resolve images x2 or x4 (--scale) -> -o OUT; tiled, no torch",

@@ -17,6 +17,7 @@ from edgeret.cli.codec_cmd import bundle_encoder, codec_session
 from edgeret.devices.profiles import DEFAULT_DEVICE
 from edgeret.errors import EdgeretError
 from edgeret.link.protocol import DEFAULT_PORT, DEVICE_TASKS, HUB_TASKS, TOKEN_ENV, read_token
+from edgeret.reader.serve import serve_options, start_beside_hub
 
 
 def _task_map_option(parser: argparse.ArgumentParser, flag: str, defaults: dict[str, str],
@@ -186,6 +187,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-deadline", type=_positive_float, default=None, metavar="SECONDS",
                         help="time a request's line, headers and body may take from their first byte "
                              "(default 60); a slower client is cut off")
+    serve_options(parser)  # the reader app beside the hub (edgeret.reader)
     _runtime_options(parser)
 
 
@@ -255,7 +257,10 @@ def run_serve(args: argparse.Namespace) -> int:
     for warning in serve_warnings(args.bind, token=token is not None or args.cameras is not None,
                                   tls=tls is not None, key=args.tls_key):
         _say(f"hub: WARNING: {warning}")
+    reader = start_beside_hub(args, server.httpd.server_address[1], _say)
     server.serve_forever()  # until SIGTERM/SIGINT: no new connections from here on
+    if reader:
+        reader.stop()
     if not server.drain(args.drain_seconds):
         _say(f"hub: {server.intake.pool.depth()} captures still queued after {args.drain_seconds:g} s; "
              f"they are decoded at the next start")
