@@ -6,7 +6,7 @@ the repository; none may reach torch (or another build-host-only library),
 ``edgeret.build.training``, ``edgeret.build.export`` or ``edgeret_exporters``. Imports
 inside functions are allowed: that is how device commands defer build-host
 work. Plugins never use the core's private (``_name``) functions or modules.
-``tests/test_runtime_without_torch.py`` runs the real commands; this file
+``tests/runtime/test_runtime_without_torch.py`` runs the real commands; this file
 checks every device module, names the import chain, and proves it catches a
 violation.
 """
@@ -260,11 +260,10 @@ def test_the_slow_list_names_real_tests():
     """tests/conftest.py marks the slow tier by file and function name; a renamed test must not drop out."""
     from conftest import SLOW_FILES, SLOW_TESTS
 
-    here = Path(__file__).parent
-    missing = [name for name in SLOW_FILES if not (here / name).is_file()]
+    by_name = {p.name: p for p in Path(__file__).parent.rglob("test_*.py")}
+    missing = [name for name in SLOW_FILES if name not in by_name]
     for entry in SLOW_TESTS:
         file, _, function = entry.partition("::")
-        path = here / file
-        if not path.is_file() or f"def {function}(" not in path.read_text():
+        if file not in by_name or f"def {function}(" not in by_name[file].read_text():
             missing.append(entry)
     assert missing == [], f"tests/conftest.py names tests that do not exist: {missing}"

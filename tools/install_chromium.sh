@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install Debian's chromium for the reader app's browser tests (tests/test_reader_browser.py; Playwright
+# Install Debian's chromium for the reader app's browser tests (tests/reader/test_reader_browser.py; Playwright
 # drives this binary: a browser download by `playwright install` is never used). Idempotent, and never
 # fails the build: without root or apt-get it says why it did not install, and the browser tests skip
 # with that reason.

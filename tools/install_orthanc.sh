@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install Orthanc + its DICOMweb plugin for the PACS tests (tests/test_hub_dicom.py).
+# Install Orthanc + its DICOMweb plugin for the PACS tests (tests/hub/test_hub_dicom.py).
 # Idempotent, and never fails the build: without root or apt-get it says why it
 # did not install, and the PACS tests skip with that reason.
 PLUGIN=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
@@ -8,7 +8,7 @@ have_orthanc() {
     { command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ]; } && [ -f "$PLUGIN" ]
 }
 
-# dicom3tools' dciodvfy checks every DICOM object the hub writes (tests/test_hub_dicom.py)
+# dicom3tools' dciodvfy checks every DICOM object the hub writes (tests/hub/test_hub_dicom.py)
 if ! command -v dciodvfy >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "install_orthanc: installing dicom3tools with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q dicom3tools >/dev/null 2>&1 \

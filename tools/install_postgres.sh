@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install the Debian PostgreSQL server for the hub database tests (tests/test_hub_db.py starts its own
+# Install the Debian PostgreSQL server for the hub database tests (tests/hub/test_hub_db.py starts its own
 # throwaway server from these binaries, on a free loopback port). Idempotent, and never fails the
 # build: without root or apt-get it says why, and the PostgreSQL tests skip with that reason (or run
 # against $EDGERET_TEST_POSTGRES_URL when it is set).

@@ -16,7 +16,7 @@ from edgeret_plugins.tasks.denoise import WEIGHTS_DIR, task_plugins
 from edgeret_plugins.tasks.denoise.processing import restore, runner_fn
 from edgeret_plugins.tasks.denoise.real_pairs import is_real_pairs_layout, read_real_pairs, sample_pairs
 
-REAL = (Path(__file__).resolve().parents[1].parent / "shared/data/real/oct-denoise").resolve()
+REAL = (Path(__file__).resolve().parents[2].parent / "shared/data/real/oct-denoise").resolve()
 
 
 def fake_layout(root: Path, subjects=(("1", 2, True), ("2", 3, True), ("3", 3, False)), size=(72, 96),

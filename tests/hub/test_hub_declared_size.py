@@ -15,7 +15,7 @@ from edgeret.camera.upload import Uploader
 from edgeret.codec.session import LATENT_NAMES, CodecCatalog, CodecSession, dequantize, run_decoder
 from edgeret.plugin.host import get_host
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_200_byte_stream_declaring_a_huge_image_is_refused_before_decoding(tmp_path):

@@ -15,7 +15,7 @@ from edgeret.build.data.datasets import load_dataset
 from edgeret.build.training.degrade import DEGRADATIONS, degrade
 from edgeret.build.training.folds import group_folds, wilson
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 
 
 def test_folds_keep_every_patient_on_one_side_and_cover_everyone():

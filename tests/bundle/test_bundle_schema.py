@@ -1,6 +1,6 @@
 """The typed bundle manifest: the published JSON Schema is the classes', and bad fields are one-line errors.
 
-Real exported manifests are checked against the published schema in tests/test_export.py
+Real exported manifests are checked against the published schema in tests/build_host/test_export.py
 (every device profile); here a small manifest is damaged field by field.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from edgeret.bundle.manifest import MANIFEST, BundleError, load_manifest, write_manifest
 from edgeret.bundle.schema import BundleManifest, TaskEntry, Tolerance, json_schema, parse_manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "docs" / "bundle-manifest.schema.json"
 
 

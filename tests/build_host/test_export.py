@@ -36,7 +36,7 @@ from edgeret.bundle.manifest import (
 )
 
 TASK = "quality-oct"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--tasks", TASK, "--heldout", "24", "--calib-size", "16", "--golden", "4", "--threads", "1"]
 DEVICES = {
     "x86-cpu": ["--precision", "int8"],  # + --calib: 16 user-written B-scans (the fixture writes them)

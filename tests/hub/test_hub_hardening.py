@@ -176,7 +176,7 @@ def uploaded(tmp_path_factory):
 def test_health_counts_come_from_the_database_not_from_listing_folders(uploaded):
     """The old hub listed every record per health call (0.36 s at 100,000). Structural check: with the
     stream and DICOM folders moved away the counts are unchanged, so the call did not look at them; they
-    agree with the database (tests/test_hub_db.py times a count over 100,000 rows)."""
+    agree with the database (tests/hub/test_hub_db.py times a count over 100,000 rows)."""
     store = uploaded.root / "store"
     before = _health(uploaded)
     for name in ("streams", "dicom"):

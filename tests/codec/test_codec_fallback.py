@@ -29,7 +29,7 @@ pydicom = pytest.importorskip("pydicom")
 
 from edgeret.codec.classical import decode_classical, encode_jxl, fit_jxl, jxl_size  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 # a real clinical photograph where the learned codec loses to JPEG XL at the default rate (measured:
 # learned MS-SSIM 0.9837 in 24.8 kB, JPEG XL 0.9955 in 24.1 kB; benchmarks/codec-fallback.md)
 REAL_PHOTO = REAL / "fundus-dr" / "images" / "0004_OD_f_1.jpg"

@@ -15,7 +15,7 @@ from edgeret.errors import InputError
 from edgeret.images.grey_exports import as_grey
 from edgeret.images.read_write import read_image
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(not (REAL / "oct").is_dir(), reason=f"real development data absent ({REAL})")
 
 

@@ -20,7 +20,7 @@ from edgeret.hub.db import create_engine, sqlite_url  # noqa: E402
 from edgeret.hub.db.repository import HubRepository  # noqa: E402
 from edgeret.reader import queries  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REASON = unavailable()
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(REASON is not None, reason=f"no browser: {REASON}")]

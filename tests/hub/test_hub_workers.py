@@ -113,7 +113,7 @@ def test_kill_9_of_the_hub_after_its_answers_loses_nothing(tmp_path):
 
     items = _spooled(tmp_path, n_fundus=4, seed=60)
     store, port = tmp_path / "store", free_port()
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     argv = [sys.executable, "-m", "edgeret", "serve", "--store", str(store), "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     url = f"http://127.0.0.1:{port}"

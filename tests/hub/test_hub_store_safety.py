@@ -18,7 +18,7 @@ from edgeret.camera.upload import Uploader
 
 pytest.importorskip("pydicom")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _modes(root: Path) -> dict[str, str]:
