@@ -137,9 +137,10 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
         workers = [t for t in threading.enumerate() if "process_request_thread" in t.name]
         for sock in idle:
             sock.close()  # their threads end; the slots come back
-        deadline, status = time.monotonic() + 30, None
+        deadline, status, busy_polls = time.monotonic() + 30, None, 0
         while time.monotonic() < deadline and status != 200:
             status = _exchange(port, b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+            busy_polls += status == 503  # on a busy machine the idle ones' slots come back slowly
             time.sleep(0.05)
         metrics = urllib.request.urlopen(f"{hub.url}/metrics", timeout=10).read().decode()
     finally:
@@ -151,7 +152,7 @@ def test_connections_over_the_cap_get_503_with_retry_after_and_threads_stay_boun
     assert len(workers) <= 3, [t.name for t in workers]
     assert status == 200  # once the idle ones left, the hub serves again
     assert any("connections open (the limit)" in line for line in hub.lines)
-    assert "edgeret_hub_connections_turned_away_total 5.0" in metrics
+    assert f"edgeret_hub_connections_turned_away_total {5 + busy_polls}.0" in metrics
 
 
 def _health(hub) -> dict:
