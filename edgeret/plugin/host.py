@@ -252,8 +252,21 @@ def device_catalog(host: Host, extra_dirs: Iterable[str | os.PathLike] = ()):
     """All device profiles: plugins' sources, EDGERET_DEVICES_PATH, then `extra_dirs`."""
     from pathlib import Path
 
-    from edgeret.devices.profiles import DeviceCatalog, env_profile_dirs
+    from edgeret.devices.profiles import DeviceCatalog, ProfileError, env_profile_dirs
 
-    sources = [s.path for s in host.device_profile_sources()]
-    sources += env_profile_dirs() + [Path(d) for d in extra_dirs]
-    return DeviceCatalog.load(sources, extra_backends=host.backends())
+    backends = tuple(host.backends())
+    profiles = []
+    # A plugin's broken profile is reported and skipped like any plugin that fails: one vendor's bad
+    # YAML must not stop a camera. The user's own folders (EDGERET_DEVICES_PATH, --devices-dir) stay strict.
+    for owner, source in host._registry["edgeret_device_profiles"].values():
+        try:
+            profiles += DeviceCatalog.load([source.path], extra_backends=backends).profiles.values()
+        except ProfileError as exc:
+            info = host.infos.get(owner)
+            failure = LoadFailure(owner, info.distribution if info else "?", str(exc))
+            if failure not in host.failures:
+                host.failures.append(failure)
+                print(f"edgeret: warning: device profiles of plugin '{owner}' skipped: {exc}",
+                      file=sys.stderr)
+    strict = DeviceCatalog.load(env_profile_dirs() + [Path(d) for d in extra_dirs], extra_backends=backends)
+    return DeviceCatalog([*profiles, *strict.profiles.values()])

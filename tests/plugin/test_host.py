@@ -67,6 +67,25 @@ def test_broken_plugin_is_reported_and_skipped(site_dir):
     assert "plugin 'broken' (broken-dist) failed to load" in proc.stderr
 
 
+def test_a_plugins_broken_device_profile_is_reported_and_skipped(site_dir, tmp_path):
+    """One vendor's bad YAML must not stop a camera: the other profiles and commands keep working."""
+    folder = tmp_path / "vendor-profiles"
+    folder.mkdir()
+    (folder / "bad-board.yaml").write_text("schema_version: 1\nname: bad-board\nbackends: [onnxruntime]\n")
+    source = ("from pathlib import Path\nfrom edgeret import hookimpl\n"
+              "from edgeret.plugin.registrations import DeviceProfileSource\n"
+              "@hookimpl\ndef edgeret_device_profiles():\n"
+              f"    yield DeviceProfileSource(Path({str(folder)!r}))\n")
+    make_distribution(site_dir, "vendor-dist", {"vendor": "vendor_plugin"}, {"vendor_plugin": source})
+    proc = run_cli("devices", env={"PYTHONPATH": str(site_dir)})
+    assert proc.returncode == 0 and "jetson-orin-nano" in proc.stdout and "bad-board" not in proc.stdout
+    warning = [line for line in proc.stderr.splitlines() if "bad-board.yaml" in line]
+    assert len(warning) == 1 and "plugin 'vendor'" in warning[0] and "missing" in warning[0], proc.stderr
+    # the user's own folder stays strict: a bad file there is an error naming it
+    proc = run_cli("devices", "--devices-dir", str(folder))
+    assert proc.returncode == 2 and "bad-board.yaml" in proc.stderr
+
+
 def test_hook_that_raises_is_reported_and_skipped(site_dir, monkeypatch):
     source = "from edgeret import hookimpl\n@hookimpl\ndef edgeret_tasks():\n    raise RuntimeError('boom')\n"
     make_distribution(site_dir, "raising-dist", {"raising": "raising_plugin"},
