@@ -78,6 +78,7 @@ class Restorer:
 
             model = model_path(self.scale)
         self.session = TaskSession(task, backend, model=model, threads=threads)
+        self.fixed = bundle_input_size(self.session.model, task.name) if task.name != "sr" else None
 
     def __call__(self, image):
         runner = self.session.runner
@@ -87,7 +88,7 @@ class Restorer:
             return upscale(image, runner_fn(runner, self.task), self.scale, tile=self.tile)
         from edgeret_plugins.tasks.denoise.processing import restore, runner_fn
 
-        return restore(image, runner_fn(runner, self.task), self.task, tile=self.tile)
+        return restore(image, runner_fn(runner, self.task), self.task, tile=self.tile, fixed=self.fixed)
 
     def file(self, source: Path, target: Path) -> dict[str, Any]:
         from edgeret.imageio import ARRAY, read_image, write_image
@@ -109,6 +110,23 @@ class Restorer:
                 "input_size": [int(image.shape[1]), int(image.shape[0])],
                 "output_size": [int(result.shape[1]), int(result.shape[0])],
                 "bit_depth": 8 * result.itemsize, "seconds": round(seconds, 3)}
+
+
+def bundle_input_size(model: Path, task: str) -> tuple[int, int] | None:
+    """The static (H, W) of a device bundle's artifact (BUNDLE/TASK/model.*), from the bundle's
+    manifest; None for the plugin's own any-size ONNX or a model outside a bundle."""
+    from edgeret.bundle import MANIFEST, load_manifest
+
+    root = Path(model).resolve().parent.parent
+    if not (root / MANIFEST).is_file():
+        return None
+    entry = load_manifest(root).get("tasks", {}).get(task)
+    if not entry:
+        return None
+    shape = entry["inputs"][0]["shape"]
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+        return int(shape[2]), int(shape[3])
+    return None
 
 
 def _targets(images: list[Path], output: Path) -> list[Path]:
