@@ -128,3 +128,17 @@ def test_bundle_model_denoises_any_size_through_the_cli(bundle, tmp_path, oct_ta
     assert out.shape == scan.shape
     reference = restore(scan, oct_fn, oct_task)  # the shipped fp32 any-size model
     assert psnr(reference / 255.0, out / 255.0) > 38  # int8 tiles agree with fp32 (measured ~50 dB)
+
+
+def test_flip_averaging_is_the_mean_of_flipped_whole_image_runs(oct_task, oct_fn, tmp_path):
+    rng = np.random.default_rng(11)
+    img = rng.integers(0, 256, (302, 404), dtype=np.uint8)  # even: flips keep the 2x2 grid's padding
+    flipped = [restore(np.ascontiguousarray(img[::ud, ::lr]), oct_fn, oct_task, tile=2048)
+               .astype(np.float64)[::ud, ::lr] for ud, lr in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+    tiled = restore(img, oct_fn, oct_task, tile=160, flips=4).astype(np.float64)
+    assert np.abs(tiled - np.mean(flipped, axis=0)).max() <= 1.0  # 8-bit rounding of each side
+    assert np.abs(tiled - flipped[0]).max() > 1.0  # and it is not the one-pass result
+    src = write_image(tmp_path / "scan.png", img)
+    code, _, stderr = cli("denoise", "--oct", "--flips", "2", str(src), "-o", str(tmp_path / "o.png"))
+    assert code == 0, stderr
+    assert read_image(tmp_path / "o.png").shape == img.shape

@@ -96,13 +96,16 @@ def postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str
 
 
 def restore(image: np.ndarray, run: RunFn, task: TaskPlugin, *, tile: int = TILE,
-            fixed: tuple[int, int] | None = None) -> np.ndarray:
+            fixed: tuple[int, int] | None = None, flips: int = 1) -> np.ndarray:
     """Denoise a whole image of any size with `run` (1×C×h×w -> 1×C×h×w), in tiles.
 
     `fixed`: the model takes only that (H, W) (a device bundle's static-shape export): every
     call gets a tile of exactly that size; images smaller than it are reflect-padded.
+    `flips`: 2 or 4 average the model over left-right (and up-down) flips of every tile
+    (test-time augmentation: `flips` times the compute).
     Returns an array of the input's shape and dtype (gray stays gray).
     """
+    run = flip_averaged(run, flips)
     shape = np.shape(image)
     if len(shape) >= 2:
         check_output_size(shape[0], shape[1], "the denoised image")
@@ -131,6 +134,29 @@ def restore(image: np.ndarray, run: RunFn, task: TaskPlugin, *, tile: int = TILE
     if gray and out.shape[0] == 3:
         out = out.mean(axis=0, keepdims=True)
     return from_planes(out, arr.dtype)
+
+
+FLIP_SETS = {1: ((False, False),), 2: ((False, False), (False, True)),
+             4: ((False, False), (False, True), (True, False), (True, True))}
+
+
+def flip_averaged(run: RunFn, flips: int) -> RunFn:
+    """`run` averaged over flipped copies of its N×C×H×W input, each output flipped back."""
+    if flips not in FLIP_SETS:
+        raise InputError(ARRAY, f"flips must be 1, 2 or 4, not {flips}")
+    if flips == 1:
+        return run
+
+    def averaged(x: np.ndarray) -> np.ndarray:
+        total = None
+        for ud, lr in FLIP_SETS[flips]:
+            axes = tuple(a for a, on in ((-2, ud), (-1, lr)) if on)
+            y = np.asarray(run(np.ascontiguousarray(np.flip(x, axes) if axes else x)), np.float32)
+            y = np.flip(y, axes) if axes else y
+            total = y if total is None else total + y
+        return total / np.float32(flips)
+
+    return averaged
 
 
 def _check_fixed(fixed: tuple[int, int], grid: int, halo: int, task: TaskPlugin) -> None:
