@@ -96,6 +96,8 @@ def run_cv(args: argparse.Namespace) -> None:
               "phantoms": str(args.phantoms) if args.phantoms else None}
     t_all = time.perf_counter()
     for i, held in enumerate(folds_of(names, args.folds)):
+        if args.only and i not in args.only:  # the other folds run in another process
+            continue
         train_on = [n for n in names if n not in held]
         out = args.out / tag / f"fold{i}"
         curve = []
@@ -131,7 +133,8 @@ def run_cv(args: argparse.Namespace) -> None:
          "ssim": round(float(np.mean([c["ssim"] for f in report["folds"] for c in f["curve"]
                                       if c["epoch"] == e])), 4)} for e in epochs]
     report["seconds"] = round(time.perf_counter() - t_all, 1)
-    path = args.out / f"cv-{tag}.json"
+    path = args.out / (f"cv-{tag}.json" if not args.only else
+                       f"cv-{tag}-folds{''.join(map(str, args.only))}.json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     for row in report["mean_curve"]:
         print(f"mean over folds, epoch {row['epoch']}: PSNR {row['psnr']:.2f} SSIM {row['ssim']:.4f}")
@@ -336,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--seed", type=int, default=0)
     cv.add_argument("--phantoms", type=Path, help="OCT phantom folder mixed in with synthetic speckle")
     cv.add_argument("--out", type=Path, default=REPO / "out/oct-real-cv")
+    cv.add_argument("--only", type=int, nargs="+", help="train only these folds (0-based)")
     final = sub.add_parser("train", help="the shipped model: all subjects, the CV-chosen settings")
     final.add_argument("--data", type=Path, default=DATA)
     final.add_argument("--phantoms", type=Path)

@@ -1,6 +1,6 @@
 """`edgeret denoise` and `edgeret upscale`: image in, image out, any size, no torch.
 
-    edgeret denoise IMAGE -o OUT.png [--oct] [--backend B] [--tile 512]
+    edgeret denoise IMAGE -o OUT.png [--oct] [--backend B] [--tile 512] [--flips 1|2|4]
     edgeret upscale IMAGE --scale 2|4 -o OUT.png
 
 Both read the image (8- or 16-bit, gray or RGB), run the task's ONNX model on
@@ -42,6 +42,9 @@ def configure_denoise(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--oct", action="store_true",
                         help="grayscale OCT B-scans (task denoise-oct) instead of colour photographs")
+    parser.add_argument("--flips", type=int, choices=(1, 2, 4), default=1,
+                        help="average the model over 1 (default), 2 or 4 flips of each tile: that many "
+                             "times the compute (docs: plugins/tasks/denoise/TRAINING.md)")
 
 
 def configure_upscale(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +63,8 @@ class Restorer:
     """One restoration task's model loaded on one backend: image array in, image array out."""
 
     def __init__(self, task: TaskPlugin, backend: BackendPlugin, *, scale: int | None = None,
-                 model: Path | None = None, threads: int | None = None, tile: int = 512) -> None:
+                 model: Path | None = None, threads: int | None = None, tile: int = 512,
+                 flips: int = 1) -> None:
         from edgeret.runtime.task_session import TaskSession
 
         if task.name not in RESTORE_TASKS:
@@ -68,7 +72,7 @@ class Restorer:
                                f"{', '.join(RESTORE_TASKS)}")
         if scale is not None and task.name != "sr":
             raise EdgeretError(f"--scale applies to the sr task, not {task.name}")
-        self.task, self.scale, self.tile = task, scale or 2, tile
+        self.task, self.scale, self.tile, self.flips = task, scale or 2, tile, flips
         if tile < 64:
             raise EdgeretError(f"--tile must be at least 64 pixels, not {tile}")
         if task.name == "sr" and model is None:
@@ -76,6 +80,7 @@ class Restorer:
 
             model = model_path(self.scale)
         self.session = TaskSession(task, backend, model=model, threads=threads)
+        self.fixed = bundle_input_size(self.session.model, task.name) if task.name != "sr" else None
 
     def __call__(self, image):
         runner = self.session.runner
@@ -85,7 +90,8 @@ class Restorer:
             return upscale(image, runner_fn(runner, self.task), self.scale, tile=self.tile)
         from edgeret_plugins.tasks.denoise.processing import restore, runner_fn
 
-        return restore(image, runner_fn(runner, self.task), self.task, tile=self.tile)
+        return restore(image, runner_fn(runner, self.task), self.task, tile=self.tile, fixed=self.fixed,
+                       flips=self.flips)
 
     def file(self, source: Path, target: Path) -> dict[str, Any]:
         from edgeret.images.read_write import ARRAY, read_image, write_image
@@ -107,6 +113,23 @@ class Restorer:
                 "input_size": [int(image.shape[1]), int(image.shape[0])],
                 "output_size": [int(result.shape[1]), int(result.shape[0])],
                 "bit_depth": 8 * result.itemsize, "seconds": round(seconds, 3)}
+
+
+def bundle_input_size(model: Path, task: str) -> tuple[int, int] | None:
+    """The static (H, W) of a device bundle's artifact (BUNDLE/TASK/model.*), from the bundle's
+    manifest; None for the plugin's own any-size ONNX or a model outside a bundle."""
+    from edgeret.bundle.manifest import MANIFEST, load_manifest
+
+    root = Path(model).resolve().parent.parent
+    if not (root / MANIFEST).is_file():
+        return None
+    entry = load_manifest(root).tasks.get(task)
+    if not entry:
+        return None
+    shape = entry.inputs[0].shape
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+        return int(shape[2]), int(shape[3])
+    return None
 
 
 def _targets(images: list[Path], output: Path) -> list[Path]:
@@ -147,7 +170,7 @@ def _run_all(restorer: Restorer, args: argparse.Namespace) -> int:
 def run_denoise(args: argparse.Namespace) -> int:
     task = args.host.task("denoise-oct" if args.oct else "denoise")
     restorer = Restorer(task, resolve_backend(args), model=args.model, threads=args.threads,
-                        tile=args.tile)
+                        tile=args.tile, flips=args.flips)
     return _run_all(restorer, args)
 
 

@@ -70,16 +70,18 @@ def run_tiled(
     image: np.ndarray,
     fn: TileFn,
     *,
-    tile: int = 512,
+    tile: int | tuple[int, int] = 512,
     halo: int = 16,
     blend: int = 16,
     scale: int = 1,
 ) -> np.ndarray:
     """Apply `fn` to `image` (C×H×W) tile by tile and blend; returns C'×(H·scale)×(W·scale) float32.
 
-    Neighbouring tiles overlap by at least ``2 * halo + blend`` input pixels.
-    An image that fits in one tile is passed to `fn` whole. Memory: two float32
-    buffers of the output's size (C' planes and the weights).
+    `tile` is a side or (height, width). Neighbouring tiles overlap by at least
+    ``2 * halo + blend`` input pixels. An image that fits in one tile is passed
+    to `fn` whole; an image at least as large as the tile is cut into tiles of
+    exactly that size (what a fixed-size exported model needs). Memory: two
+    float32 buffers of the output's size (C' planes and the weights).
     """
     if image.ndim != 3:
         raise ValueError(f"run_tiled expects C×H×W, got shape {image.shape}")
@@ -87,18 +89,19 @@ def run_tiled(
         raise ValueError("halo must be >= 0 and blend >= 1")
     _, height, width = image.shape
     overlap = 2 * halo + blend
-    if tile < 2 * (halo + blend) + 1:
+    tile_h, tile_w = (tile, tile) if isinstance(tile, int) else (int(tile[0]), int(tile[1]))
+    if min(tile_h, tile_w) < 2 * (halo + blend) + 1:
         raise ValueError(f"tile ({tile}) must exceed 2*(halo+blend) ({2 * (halo + blend)})")
-    if height <= tile and width <= tile:
+    if height <= tile_h and width <= tile_w:
         return _call(fn, image, scale)
-    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    ys, xs = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
     out: np.ndarray | None = None
     weight = np.zeros((height * scale, width * scale), np.float32)
     for i, y in enumerate(ys):
-        th = min(tile, height)
+        th = min(tile_h, height)
         wy = _ramp(th * scale, i == 0, i == len(ys) - 1, halo * scale, blend * scale)
         for j, x in enumerate(xs):
-            tw = min(tile, width)
+            tw = min(tile_w, width)
             wx = _ramp(tw * scale, j == 0, j == len(xs) - 1, halo * scale, blend * scale)
             result = _call(fn, image[:, y:y + th, x:x + tw], scale)
             if out is None:
@@ -151,3 +154,13 @@ def pad_to_multiple(planes: np.ndarray, multiple: int) -> tuple[np.ndarray, tupl
         mode = "reflect" if min(height, width) > max(ph, pw) else "edge"
         planes = np.pad(planes, ((0, 0), (0, ph), (0, pw)), mode=mode)
     return planes, (height, width)
+
+
+def pad_to_at_least(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad an H×W(×C) image at the bottom/right to at least height×width."""
+    ph, pw = max(0, height - image.shape[0]), max(0, width - image.shape[1])
+    if not (ph or pw):
+        return image
+    mode = "reflect" if min(image.shape[:2]) > max(ph, pw) else "symmetric"
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad, mode=mode)

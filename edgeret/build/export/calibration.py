@@ -1,4 +1,7 @@
-"""INT8 calibration inputs: the task's own sampler or the user's `--calib` folder, never silently swapped."""
+"""INT8 calibration inputs: the task's own sampler or the user's `--calib` folder, never silently swapped.
+
+Image-to-image tasks exported at a fixed tile size are calibrated on tiles of that size cut from
+the images (`crops.fit_to_size`), the inputs the tiled runtime gives the model."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.build.export.crops import fit_to_size, fixed_tile_size
 from edgeret.build.progress import progress_bar
 from edgeret.errors import EdgeretError, InputError
 from edgeret.images.read_write import IMAGE_SUFFIXES, list_images
@@ -34,16 +38,22 @@ def calibration_feeds(task: TaskPlugin, folder: Path | None, n: int | None, seed
     from edgeret_exporters.onnx_int8 import calibration_digest
 
     feeds: list[dict[str, np.ndarray]] = []
+    tile = fixed_tile_size(task)
+
+    def fit(image: np.ndarray, index: int) -> np.ndarray:
+        return image if tile is None else fit_to_size(image, tile, seed * 100_003 + index)
+
     if folder is not None:
         from edgeret.images.read_write import ARRAY, read_image
 
         images = check_calib_folder(folder)
         if n:
             images = images[:n]
-        for path in progress_bar(images, f"{task.name}: calibration", total=len(images), enabled=progress):
+        for i, path in enumerate(progress_bar(images, f"{task.name}: calibration", total=len(images),
+                                          enabled=progress)):
             image = read_image(path, expect=task.image_kind)
             try:
-                feeds.append(task.preprocess(image, task))
+                feeds.append(task.preprocess(fit(image, i), task))
             except InputError as exc:
                 if exc.path != ARRAY:
                     raise
@@ -53,8 +63,11 @@ def calibration_feeds(task: TaskPlugin, folder: Path | None, n: int | None, seed
         if task.calibration is None:
             raise EdgeretError(f"task '{task.name}' has no calibration sampler; pass --calib DIR")
         n = n or DEFAULT_CALIB_SIZE
-        for image in progress_bar(task.calibration(n, seed), f"{task.name}: calibration", total=n,
-                              enabled=progress):
-            feeds.append(task.preprocess(image, task))
+        samples = progress_bar(task.calibration(n, seed), f"{task.name}: calibration", total=n,
+                               enabled=progress)
+        for i, image in enumerate(samples):
+            feeds.append(task.preprocess(fit(image, i), task))
         source = f"the task's calibration sampler (n={n}, seed={seed})"
+    if tile is not None:
+        source += f", {tile[0]}x{tile[1]} tiles cut from each image"
     return feeds, {"source": source, "size": len(feeds), "sha256": calibration_digest(feeds)}

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeret.build.export.crops import fit_to_size, fixed_tile_size
 from edgeret.build.progress import progress_bar
 from edgeret.bundle.verify import mean_psnr
 from edgeret.errors import EdgeretError
@@ -141,8 +142,11 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
     key = TRUTH_KEYS.get(task.name)
     # modality "any": the task's own sampler, at the held-out seed (its calibration uses others)
     sampled = None if phantoms else iter(task.calibration(n, seed))
+    tile = fixed_tile_size(task)  # image-to-image at a fixed size: tiles of it, as the runtime runs
     for i in progress_bar(range(n), f"{task.name}: held-out set", total=n, enabled=progress):
         image, labels = ROW_MAKERS[task.modality](request, i) if phantoms else (next(sampled), {})
+        if tile is not None:
+            image = fit_to_size(image, tile, seed * 1_000_003 + i)
         if raw is not None:
             raw.append(image)
         if degrade is not None:
@@ -156,6 +160,8 @@ def heldout_set(task: TaskPlugin, n: int, seed: int = HELDOUT_SEED, progress: bo
               f"phantom seeds {first}..{first + n - 1})" if phantoms else
               f"{n} images from the task's sampler {task.calibration.__module__}."
               f"{task.calibration.__qualname__}(n={n}, seed={seed})")
+    if tile is not None:
+        source += f", {tile[0]}x{tile[1]} tiles cut from each"
     if degrade is not None:
         source += f", degraded by the task's own noise model ({task.name})"
     return HeldOut(feeds, codes if key else None, source, targets, raw, task)

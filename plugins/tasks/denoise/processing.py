@@ -26,7 +26,14 @@ import numpy as np
 
 from edgeret.errors import InputError
 from edgeret.images.read_write import ARRAY
-from edgeret.images.tiling import check_output_size, from_planes, pad_to_multiple, run_tiled, to_planes
+from edgeret.images.tiling import (
+    check_output_size,
+    from_planes,
+    pad_to_at_least,
+    pad_to_multiple,
+    run_tiled,
+    to_planes,
+)
 from edgeret.plugin.registrations import TaskPlugin
 
 MIN_SIDE = 16
@@ -88,29 +95,80 @@ def postprocess(outputs: Mapping[str, np.ndarray], task: TaskPlugin) -> dict[str
     }
 
 
-def restore(image: np.ndarray, run: RunFn, task: TaskPlugin, *, tile: int = TILE) -> np.ndarray:
+def restore(image: np.ndarray, run: RunFn, task: TaskPlugin, *, tile: int = TILE,
+            fixed: tuple[int, int] | None = None, flips: int = 1) -> np.ndarray:
     """Denoise a whole image of any size with `run` (1×C×h×w -> 1×C×h×w), in tiles.
 
+    `fixed`: the model takes only that (H, W) (a device bundle's static-shape export): every
+    call gets a tile of exactly that size; images smaller than it are reflect-padded.
+    `flips`: 2 or 4 average the model over left-right (and up-down) flips of every tile
+    (test-time augmentation: `flips` times the compute).
     Returns an array of the input's shape and dtype (gray stays gray).
     """
+    run = flip_averaged(run, flips)
     shape = np.shape(image)
     if len(shape) >= 2:
         check_output_size(shape[0], shape[1], "the denoised image")
     arr, gray = check_image(image, task)
     if task.inputs[0].shape[1] == 1:  # OCT: tile on the 2x2 grid the model's body sees (exact tiles)
-        planes, (height, width) = pad_to_multiple(to_planes(arr), OCT_GRID)
         g = OCT_GRID
-        tile = max(tile // g, 2 * (OCT_HALO // g + BLEND) + 1)
+        planes, (height, width) = pad_to_multiple(to_planes(arr), g)
+        if fixed is not None:
+            _check_fixed(fixed, g, OCT_HALO, task)
+            planes = _pad_at_least(planes, fixed)
+            size: int | tuple[int, int] = (fixed[0] // g, fixed[1] // g)
+        else:
+            size = max(tile // g, 2 * (OCT_HALO // g + BLEND) + 1)
         out = run_tiled(_unshuffle(planes, g), lambda x: _unshuffle(run(_shuffle(x, g)), g),
-                        tile=tile, halo=OCT_HALO // g, blend=BLEND)
+                        tile=size, halo=OCT_HALO // g, blend=BLEND)
         out = _shuffle(out, g)[:, :height, :width]
         return from_planes(out, arr.dtype)
     planes, (height, width) = pad_to_multiple(to_planes(arr), MULTIPLE)
-    tile = max(tile - tile % MULTIPLE, 2 * (HALO + BLEND) + MULTIPLE)
-    out = run_tiled(planes, run, tile=tile, halo=HALO, blend=BLEND)[:, :height, :width]
+    if fixed is not None:
+        _check_fixed(fixed, MULTIPLE, HALO, task)
+        planes = _pad_at_least(planes, fixed)
+        size = fixed
+    else:
+        size = max(tile - tile % MULTIPLE, 2 * (HALO + BLEND) + MULTIPLE)
+    out = run_tiled(planes, run, tile=size, halo=HALO, blend=BLEND)[:, :height, :width]
     if gray and out.shape[0] == 3:
         out = out.mean(axis=0, keepdims=True)
     return from_planes(out, arr.dtype)
+
+
+FLIP_SETS = {1: ((False, False),), 2: ((False, False), (False, True)),
+             4: ((False, False), (False, True), (True, False), (True, True))}
+
+
+def flip_averaged(run: RunFn, flips: int) -> RunFn:
+    """`run` averaged over flipped copies of its N×C×H×W input, each output flipped back."""
+    if flips not in FLIP_SETS:
+        raise InputError(ARRAY, f"flips must be 1, 2 or 4, not {flips}")
+    if flips == 1:
+        return run
+
+    def averaged(x: np.ndarray) -> np.ndarray:
+        total = None
+        for ud, lr in FLIP_SETS[flips]:
+            axes = tuple(a for a, on in ((-2, ud), (-1, lr)) if on)
+            y = np.asarray(run(np.ascontiguousarray(np.flip(x, axes) if axes else x)), np.float32)
+            y = np.flip(y, axes) if axes else y
+            total = y if total is None else total + y
+        return total / np.float32(flips)
+
+    return averaged
+
+
+def _check_fixed(fixed: tuple[int, int], grid: int, halo: int, task: TaskPlugin) -> None:
+    least = 2 * (halo + grid * BLEND) + grid
+    if any(side % grid or side < least for side in fixed):
+        raise InputError(ARRAY, f"{task.name}: a fixed model size of {fixed[1]}x{fixed[0]} cannot be tiled "
+                                f"(sides must be multiples of {grid} and at least {least})")
+
+
+def _pad_at_least(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad C×H×W at the bottom/right to at least size (the padding is cropped off after)."""
+    return np.ascontiguousarray(pad_to_at_least(planes.transpose(1, 2, 0), *size).transpose(2, 0, 1))
 
 
 def _unshuffle(x: np.ndarray, g: int) -> np.ndarray:
