@@ -63,6 +63,7 @@ def _lines(text: str) -> frozenset[str]:
 # belongs in these lists or gets `@pytest.mark.slow`.
 SLOW_FILES = _lines('''
 test_cli_paths.py
+test_denoise_oct_export.py
 test_export.py
 test_export_codec.py
 test_exporters.py
@@ -119,6 +120,7 @@ test_export_inputs.py::test_image_to_image_task_exports_with_a_psnr_gate
 test_fundus_phantoms.py::test_black_outside_the_field_of_view
 test_fundus_phantoms.py::test_defaults_are_drawn_from_the_seed
 test_fundus_phantoms.py::test_degradations_are_visible
+test_host.py::test_a_plugins_broken_device_profile_is_reported_and_skipped
 test_host.py::test_broken_plugin_is_reported_and_skipped
 test_host.py::test_duplicate_task_name_is_an_error_naming_both
 test_host.py::test_plugins_can_be_disabled_by_env_and_option
