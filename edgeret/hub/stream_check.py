@@ -33,7 +33,7 @@ def check_stream(codec: CodecSession, stream: bytes, *, source: str, max_pixels:
         raise StreamProblem(413, f"{source}: declares a {header.width}x{header.height} image, more than "
                                  f"this hub's limit of {max_pixels} pixels")
     if header.classical:
-        return _check_classical(stream, source)
+        return _check_classical(stream, header, source)
     try:
         model, rate = codec.lookup(header, source)
         header, _ = decode_stream(stream, source=source, expect=rate.identity)  # every chunk's CRC
@@ -50,12 +50,11 @@ def check_stream(codec: CodecSession, stream: bytes, *, source: str, max_pixels:
     return header
 
 
-def _check_classical(stream: bytes, source: str) -> Header:
+def _check_classical(stream: bytes, header: Header, source: str) -> Header:
     from edgeret.codec.classical import jxl_size, unavailable_reason
 
     reason = unavailable_reason()
     if reason:  # the hub's installation, not the stream, is at fault: the camera keeps it and retries
-        header, _, _ = decode_header(stream, source=source)
         raise StreamProblem(503, f"{source}: this hub cannot decode {header.codec} streams yet ({reason})")
     try:
         header, payloads = decode_stream(stream, source=source)
